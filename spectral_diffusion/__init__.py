@@ -1,0 +1,31 @@
+"""Spectrally-guided diffusion noise schedules in JAX.
+
+Data flows `spectrum` -> `bounds` -> `schedules`; every public name is re-exported
+here (the repeated `as` name marks it public for type checkers and mkdocstrings).
+"""
+
+import importlib.metadata
+
+from . import bounds as bounds, data as data, schedules as schedules, spectrum as spectrum
+from ._bounds import (
+    BITS as BITS,
+    EPS_HI as EPS_HI,
+    EPS_LO as EPS_LO,
+    logsnr_bounds as logsnr_bounds,
+    quantization_noise_power as quantization_noise_power,
+)
+from ._schedules import (
+    EDM as EDM,
+    Cosine as Cosine,
+    InterpolatedCosine as InterpolatedCosine,
+    LinearLogSNR as LinearLogSNR,
+    PiecewiseLinear as PiecewiseLinear,
+    Schedule as Schedule,
+    ShiftedCosine as ShiftedCosine,
+    global_spectral_schedule as global_spectral_schedule,
+    spectral_schedule as spectral_schedule,
+)
+from ._spectrum import power_spectrum as power_spectrum, radial_bins as radial_bins, rapsd as rapsd
+
+
+__version__ = importlib.metadata.version("spectral_diffusion")

@@ -1,0 +1,15 @@
+"""Shared jaxtyping aliases. One place, so every signature speaks the same shapes."""
+
+from jaxtyping import Array, ArrayLike, Float
+
+
+#: One image, channels first, values in [-1, 1].
+Image = Float[Array, "C H W"]
+#: Images with any leading batch axes.
+Images = Float[ArrayLike, "*batch C H W"]
+#: A radially averaged power spectrum: one value per radial bin `0..R`.
+RAPSD = Float[Array, "*batch bins"]
+#: A log signal-to-noise ratio $\lambda = \log(\alpha^2 / \sigma^2)$, any shape.
+LogSNR = Float[ArrayLike, "*shape"]
+#: Diffusion time in [0, 1]; t = 0 is clean data, t = 1 is noise. Any shape.
+Time = Float[ArrayLike, "*shape"]

@@ -1,0 +1,112 @@
+"""Schedules linear in logSNR: one global line, or per-instance piecewise-linear knots."""
+
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Float, Int
+
+from .._checks import check_less, check_min_ndim, fail_if
+from .._custom_types import LogSNR, Time
+from ._base import Schedule
+
+
+class LinearLogSNR(Schedule):
+    r"""$\lambda(t) = (1 - t)\,\lambda_\max + t\,\lambda_\min$: equal logSNR per unit time."""
+
+    logsnr_min: Float[ArrayLike, ""]
+    logsnr_max: Float[ArrayLike, ""]
+
+    def __init__(self, logsnr_min: Float[ArrayLike, ""], logsnr_max: Float[ArrayLike, ""]):
+        """**Arguments:**
+
+        - `logsnr_min`: $\\lambda(1)$.
+        - `logsnr_max`: $\\lambda(0)$; must exceed `logsnr_min`.
+        """
+        self.logsnr_min, self.logsnr_max = check_less(
+            logsnr_min, "logsnr_min", logsnr_max, "logsnr_max"
+        )
+
+    def logsnr(self, t: Time) -> Float[Array, "..."]:
+        t = jnp.asarray(t)
+        return (1.0 - t) * self.logsnr_max + t * self.logsnr_min
+
+    def t_of_logsnr(self, lam: LogSNR) -> Float[Array, "..."]:
+        return (self.logsnr_max - jnp.asarray(lam)) / (self.logsnr_max - self.logsnr_min)
+
+    def dlogsnr_dt(self, t: Time) -> Float[Array, "..."]:
+        slope = jnp.asarray(self.logsnr_min - self.logsnr_max)
+        return jnp.broadcast_to(slope, jnp.shape(t))
+
+
+class PiecewiseLinear(Schedule):
+    r"""logSNR values at $K + 1$ uniform knots $t_j = j / K$, linear in between.
+
+    The representation of every spectral schedule. `knots` may carry leading batch
+    axes, one schedule per example: then `t` (or `lam`) broadcasts against the batch
+    shape, so `schedule.logsnr(t)` with `t` of shape `(B,)` evaluates example `b` at
+    `t[b]`; under `jax.vmap` each example sees its own `(K + 1,)` knots.
+
+    Outside $[0, 1]$ the end segments extend linearly, so the schedule stays
+    strictly decreasing and `t_of_logsnr` stays its exact inverse everywhere.
+    """
+
+    knots: Float[Array, "*batch knots"]
+
+    def __init__(self, knots: Float[ArrayLike, "*batch knots"]):
+        """**Arguments:**
+
+        - `knots`: shape `(..., K + 1)` with `K >= 1`: $\\lambda(t_j)$, strictly
+            decreasing along the last axis and finite.
+
+        **Raises:**
+
+        `ValueError` (or an `equinox.error_if` error under `jit`) for a shape
+        without two knots, NaN/inf, or knots that are not strictly decreasing.
+        """
+        check_min_ndim(knots, "knots", 1, "(..., K + 1)")
+        knots = jnp.asarray(knots)
+        if knots.shape[-1] < 2:
+            raise ValueError(f"`knots` needs at least 2 knots on its last axis, got {knots.shape}.")
+        if not jnp.issubdtype(knots.dtype, jnp.floating):
+            knots = knots.astype(jnp.float32)
+        bad = ~jnp.all(jnp.isfinite(knots)) | jnp.any(jnp.diff(knots, axis=-1) >= 0)
+        self.knots = fail_if(knots, bad, "`knots` must be finite and strictly decreasing.")
+
+    @property
+    def num_segments(self) -> int:
+        """$K$, the number of linear pieces."""
+        return self.knots.shape[-1] - 1
+
+    def _broadcast_knots(self, shape: tuple[int, ...]) -> Float[Array, "..."]:
+        return jnp.broadcast_to(self.knots, (*shape, self.knots.shape[-1]))
+
+    def _segment_of_time(self, t: Time) -> tuple[Int[Array, "..."], Float[Array, "..."]]:
+        shape = jnp.broadcast_shapes(jnp.shape(t), self.knots.shape[:-1])
+        position = jnp.broadcast_to(jnp.asarray(t, self.knots.dtype), shape) * self.num_segments
+        index = jnp.clip(jnp.floor(position), 0, self.num_segments - 1).astype(jnp.int32)
+        return index, position - index.astype(position.dtype)
+
+    def _knot_pair(
+        self, index: Int[Array, "..."]
+    ) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
+        knots = self._broadcast_knots(index.shape)
+        left = jnp.take_along_axis(knots, index[..., None], axis=-1)[..., 0]
+        right = jnp.take_along_axis(knots, index[..., None] + 1, axis=-1)[..., 0]
+        return left, right
+
+    def logsnr(self, t: Time) -> Float[Array, "..."]:
+        index, fraction = self._segment_of_time(t)
+        left, right = self._knot_pair(index)
+        return left + fraction * (right - left)
+
+    def t_of_logsnr(self, lam: LogSNR) -> Float[Array, "..."]:
+        shape = jnp.broadcast_shapes(jnp.shape(lam), self.knots.shape[:-1])
+        lam = jnp.broadcast_to(jnp.asarray(lam, self.knots.dtype), shape)
+        # Knots after the first that are still above lam: the segment lam falls in.
+        above = jnp.sum(self._broadcast_knots(shape)[..., 1:] > lam[..., None], axis=-1)
+        index = jnp.clip(above, 0, self.num_segments - 1).astype(jnp.int32)
+        left, right = self._knot_pair(index)
+        return (index.astype(lam.dtype) + (left - lam) / (left - right)) / self.num_segments
+
+    def dlogsnr_dt(self, t: Time) -> Float[Array, "..."]:
+        index, _ = self._segment_of_time(t)
+        left, right = self._knot_pair(index)
+        return (right - left) * self.num_segments
