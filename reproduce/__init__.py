@@ -1,0 +1,1 @@
+"""Entry points that regenerate the paper's figures and tables: `python -m reproduce.<name>`."""
