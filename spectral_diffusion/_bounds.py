@@ -4,7 +4,7 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from ._checks import check_min_ndim, check_nonnegative, check_open_unit
 from ._custom_types import RAPSD
@@ -50,7 +50,7 @@ def quantization_noise_power(bits: int | None) -> float:
     return delta**2 / 12.0
 
 
-def floored_rapsd(rapsd: RAPSD, bits: int | None = BITS) -> RAPSD:
+def floored_rapsd(rapsd: ArrayLike, bits: int | None = BITS) -> RAPSD:
     r"""$\tilde P_b = P_b + q$: a RAPSD with the quantisation floor added, validated.
 
     **Raises:**
@@ -66,7 +66,7 @@ def floored_rapsd(rapsd: RAPSD, bits: int | None = BITS) -> RAPSD:
 
 
 def logsnr_bounds(
-    rapsd: RAPSD,
+    rapsd: ArrayLike,
     *,
     eps_hi: float = EPS_HI,
     eps_lo: float = EPS_LO,

@@ -1,12 +1,16 @@
-"""Shared jaxtyping aliases. One place, so every signature speaks the same shapes."""
+"""Shared jaxtyping aliases. One place, so every signature speaks the same shapes.
+
+Arguments that a public function validates itself (images, spectra, knots) are
+annotated plain `ArrayLike` with the shape in the docstring, so that bad input meets
+the library's own error naming the argument rather than a generic type-check error;
+return values and internal functions carry full shapes.
+"""
 
 from jaxtyping import Array, ArrayLike, Float
 
 
 #: One image, channels first, values in [-1, 1].
 Image = Float[Array, "C H W"]
-#: Images with any leading batch axes.
-Images = Float[ArrayLike, "*batch C H W"]
 #: A radially averaged power spectrum: one value per radial bin `0..R`.
 RAPSD = Float[Array, "*batch bins"]
 #: A log signal-to-noise ratio $\lambda = \log(\alpha^2 / \sigma^2)$, any shape.

@@ -9,7 +9,6 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
 from ._checks import check_finite, check_in_range, check_min_ndim
-from ._custom_types import RAPSD, Images
 
 
 #: Pixels may exceed [-1, 1] by this much before `rapsd` refuses them: float
@@ -18,7 +17,7 @@ from ._custom_types import RAPSD, Images
 RANGE_TOLERANCE = 1e-2
 
 
-def power_spectrum(x: Float[ArrayLike, "*batch H W"]) -> Float[Array, "*batch H W"]:
+def power_spectrum(x: ArrayLike) -> Float[Array, "*batch H W"]:
     r"""Per-frequency power $P_k = |X_k|^2$ of the orthonormal 2-D DFT.
 
     With `norm="ortho"`, white noise of variance $s$ per pixel has expected power
@@ -116,11 +115,11 @@ def _half_plane_bins(height: int, width: int) -> _HalfPlaneBins:
 
 
 def rapsd(
-    x: Images,
+    x: ArrayLike,
     *,
     average_channels: bool = True,
     value_range: tuple[float, float] | None = (-1.0, 1.0),
-) -> RAPSD:
+) -> Float[Array, "*batch_or_channels bins"]:
     r"""Radially averaged power spectral density of images.
 
     $P_b = \operatorname{mean}_{k \in \text{bin } b} |X_k|^2$ with $X$ the orthonormal
@@ -163,12 +162,12 @@ def rapsd(
     num_bins = len(bins.count)
     spectrum = jnp.fft.rfft2(x, norm="ortho")
     power = jnp.real(spectrum) ** 2 + jnp.imag(spectrum) ** 2
-    power = power.reshape(-1, bins.index.size) * bins.weight
+    power = power.reshape(-1, bins.index.size) * bins.weight[None, :]
     # A scatter-add is O(HW) per image and exact on every backend (a dense
     # averaging matmul costs O(HW R) and runs in bfloat16 passes on accelerators).
     # The extra segment collects the corner frequencies that belong to no bin.
     sums = jax.vmap(lambda p: jax.ops.segment_sum(p, bins.index, num_bins + 1))(power)
-    out = (sums[:, :num_bins] / bins.count).reshape(*x.shape[:-2], num_bins)
+    out = (sums[:, :num_bins] / bins.count[None, :]).reshape(*x.shape[:-2], num_bins)
     if average_channels:
         out = jnp.mean(out, axis=-2)
     return out

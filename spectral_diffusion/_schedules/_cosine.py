@@ -72,7 +72,7 @@ class Cosine(Schedule):
         return -4.0 * (b - a) / jnp.sin(2.0 * (a + jnp.asarray(t) * (b - a)))
 
 
-def _resolution_shift(base: float, resolution: float) -> float:
+def _resolution_shift(base: int | float, resolution: int | float) -> float:
     # Averaging s x s pixels multiplies the SNR by s^2, so a schedule tuned at
     # `base` keeps its per-area SNR at `resolution` when shifted by 2 log(base/res).
     return 2.0 * math.log(base / resolution)
@@ -98,14 +98,14 @@ class ShiftedCosine(Schedule):
         ```
     """
 
-    resolution: float = eqx.field(static=True)
-    base: float = eqx.field(static=True)
+    resolution: int | float = eqx.field(static=True)
+    base: int | float = eqx.field(static=True)
     cosine: Cosine
 
     def __init__(
         self,
-        resolution: float,
-        base: float = 64,
+        resolution: int | float,
+        base: int | float = 64,
         logsnr_min: Float[ArrayLike, ""] = COSINE_LOGSNR_MIN,
         logsnr_max: Float[ArrayLike, ""] = COSINE_LOGSNR_MAX,
     ):
@@ -160,16 +160,16 @@ class InterpolatedCosine(Schedule):
         ```
     """
 
-    resolution: float = eqx.field(static=True)
-    low: float = eqx.field(static=True)
-    high: float = eqx.field(static=True)
+    resolution: int | float = eqx.field(static=True)
+    low: int | float = eqx.field(static=True)
+    high: int | float = eqx.field(static=True)
     cosine: Cosine
 
     def __init__(
         self,
-        resolution: float,
-        low: float = 32,
-        high: float | None = None,
+        resolution: int | float,
+        low: int | float = 32,
+        high: int | float | None = None,
         logsnr_min: Float[ArrayLike, ""] = COSINE_LOGSNR_MIN,
         logsnr_max: Float[ArrayLike, ""] = COSINE_LOGSNR_MAX,
     ):

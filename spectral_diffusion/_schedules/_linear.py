@@ -50,7 +50,7 @@ class PiecewiseLinear(Schedule):
 
     knots: Float[Array, "*batch knots"]
 
-    def __init__(self, knots: Float[ArrayLike, "*batch knots"]):
+    def __init__(self, knots: ArrayLike):
         """**Arguments:**
 
         - `knots`: shape `(..., K + 1)` with `K >= 1`: $\\lambda(t_j)$, strictly

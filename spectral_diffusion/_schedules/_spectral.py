@@ -5,7 +5,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
 from .._bounds import BITS, EPS_HI, EPS_LO, bounds_of_floored, floored_rapsd
 from .._checks import check_choice, check_min_ndim, check_open_unit
@@ -47,18 +47,23 @@ def _frequency_progress(power: RAPSD, t: np.ndarray, spacing: str) -> Float[Arra
     # The frontier radii are static, so interpolation is two static gathers.
     left = np.clip(np.floor(radius).astype(np.int32), 0, max(top_bin - 1, 0))
     right = np.minimum(left + 1, top_bin)
-    fraction = (radius - left).astype(np.float32)
+    fraction = _batched(radius - left, power)
     at_frontier = crossing[..., left] * (1.0 - fraction) + crossing[..., right] * fraction
     span = crossing[..., -1:] - crossing[..., :1]
     # A flat envelope (e.g. an all-zero image: every band is the floor q) has no
     # frequency structure to follow; fall back to the power-focused progress.
     flat = span <= 0
     progress = (at_frontier - crossing[..., :1]) / jnp.where(flat, 1.0, span)
-    return jnp.where(flat, jnp.asarray(1.0 - t, power.dtype), progress)
+    return jnp.where(flat, _batched(1.0 - t, power), progress)
+
+
+def _batched(values: np.ndarray, like: RAPSD) -> Float[Array, "*batch knots"]:
+    """Static per-knot values broadcast to the batch shape of `like`, in its dtype."""
+    return jnp.broadcast_to(jnp.asarray(values, like.dtype), (*like.shape[:-1], len(values)))
 
 
 def spectral_schedule(
-    rapsd: RAPSD,
+    rapsd: ArrayLike,
     *,
     kind: str = "mixed",
     weight: float = 0.5,
@@ -118,17 +123,19 @@ def spectral_schedule(
     power = floored_rapsd(rapsd, bits)
     logsnr_min, logsnr_max = bounds_of_floored(power, eps_hi, eps_lo)
     t = np.linspace(0.0, 1.0, num_knots)
-    power_progress = jnp.asarray(1.0 - t, power.dtype)
+    power_progress = _batched(1.0 - t, power)
     frequency_progress = (1.0 - TIE_BREAK_SHARE) * _frequency_progress(
         power, t, spacing
     ) + TIE_BREAK_SHARE * power_progress
     progress = w * frequency_progress + (1.0 - w) * power_progress
-    # (1 - p) min + p max hits both bounds exactly at p = 0 and p = 1.
     knots = (1.0 - progress) * logsnr_min[..., None] + progress * logsnr_max[..., None]
+    # The ends are the bounds by definition; pin them against float32 rounding of
+    # the progress (e.g. (1 - share) + share != 1).
+    knots = knots.at[..., 0].set(logsnr_max).at[..., -1].set(logsnr_min)
     return PiecewiseLinear(knots)
 
 
-def global_spectral_schedule(rapsd_batch: RAPSD, **kwargs) -> PiecewiseLinear:
+def global_spectral_schedule(rapsd_batch: ArrayLike, **kwargs) -> PiecewiseLinear:
     r"""One schedule for a whole data set, from its mean RAPSD.
 
     The non-per-instance ablation: [`spectral_diffusion.spectral_schedule`][]
