@@ -1,18 +1,38 @@
 """Spectrally-guided diffusion noise schedules in JAX.
 
-Data flows `spectrum` -> `bounds` -> `schedules`; every public name is re-exported
+Data flows `spectrum` -> `bounds` -> `schedules` -> `samplers`; every public name is re-exported
 here (the repeated `as` name marks it public for type checkers and mkdocstrings).
 """
 
 import importlib.metadata
 
-from . import bounds as bounds, data as data, schedules as schedules, spectrum as spectrum
+from . import (
+    bounds as bounds,
+    data as data,
+    gaussian as gaussian,
+    samplers as samplers,
+    schedules as schedules,
+    spectrum as spectrum,
+)
 from ._bounds import (
     BITS as BITS,
     EPS_HI as EPS_HI,
     EPS_LO as EPS_LO,
     logsnr_bounds as logsnr_bounds,
     quantization_noise_power as quantization_noise_power,
+)
+from ._gaussian import GaussianSpectral as GaussianSpectral
+from ._samplers import (
+    TDAS as TDAS,
+    FrequencyFilter as FrequencyFilter,
+    Guided as Guided,
+    ODESolution as ODESolution,
+    SpaceFilter as SpaceFilter,
+    ddim as ddim,
+    estimate_frequency_filter as estimate_frequency_filter,
+    guided as guided,
+    ode as ode,
+    sde as sde,
 )
 from ._schedules import (
     EDM as EDM,

@@ -41,7 +41,7 @@ def power_spectrum(x: ArrayLike) -> Float[Array, "*batch H W"]:
     return jnp.abs(jnp.fft.fft2(x, norm="ortho")) ** 2
 
 
-def _frequency_radii(height: int, width: int) -> np.ndarray:
+def frequency_radii(height: int, width: int) -> np.ndarray:
     # Integer frequency coordinates rescaled to the short side, so that a
     # non-square image has circular (not elliptical) bins in physical frequency.
     short = min(height, width)
@@ -80,7 +80,7 @@ def radial_bins(height: int, width: int) -> tuple[Int[np.ndarray, "H W"], int]:
     num_bins = min(height, width) // 2 + 1
     # np.round halves to even; the spec's round(r) is a plain nearest bin, and
     # radius exactly k + 1/2 cannot occur for integer (ky, kx) on a square grid.
-    bins = np.floor(_frequency_radii(height, width) + 0.5).astype(np.int32)
+    bins = np.floor(frequency_radii(height, width) + 0.5).astype(np.int32)
     bins[bins >= num_bins] = -1
     bins.setflags(write=False)
     return bins, num_bins

@@ -1,0 +1,10 @@
+from ._common import Denoiser as Denoiser, NoiseFilter as NoiseFilter
+from ._ddim import ddim as ddim
+from ._diffrax import ODESolution as ODESolution, ode as ode, sde as sde
+from ._guidance import Guided as Guided, guided as guided
+from ._tdas import (
+    TDAS as TDAS,
+    FrequencyFilter as FrequencyFilter,
+    SpaceFilter as SpaceFilter,
+    estimate_frequency_filter as estimate_frequency_filter,
+)
