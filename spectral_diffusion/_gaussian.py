@@ -7,7 +7,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from ._bounds import BITS, quantization_noise_power
 from ._checks import check_in_range, check_min_ndim, fail_if
@@ -82,8 +82,8 @@ class GaussianSpectral(eqx.Module):
         return self._filter(white, jnp.sqrt(self.variances))
 
     def _filter(self, x: Float[Array, "*batch C H W"], gain) -> Float[Array, "*batch C H W"]:
-        gain = jnp.broadcast_to(gain, x.shape)
         spectrum = jnp.fft.fft2(x, norm="ortho")
+        gain = jnp.broadcast_to(gain, x.shape).astype(spectrum.dtype)
         return jnp.real(jnp.fft.ifft2(gain * spectrum, norm="ortho")).astype(x.dtype)
 
     def _wiener_gain(self, lam: Float[ArrayLike, ""]) -> Float[Array, "C H W"]:
@@ -113,7 +113,8 @@ class GaussianSpectral(eqx.Module):
         generates with this denoiser (any `eta`; 0 is DDIM, 1 is DDPM).
 
         A step from $a$ to $b$ maps band $k$ by
-        $m = \frac{\alpha_b \alpha_a s + \sqrt{\sigma_b^2 - c^2}\,\sigma_a}{\alpha_a^2 s + \sigma_a^2}$
+        $m = \frac{\alpha_b \alpha_a s + \sqrt{\sigma_b^2 - c^2}\,\sigma_a}
+                  {\alpha_a^2 s + \sigma_a^2}$
         and adds noise $c^2$, so $v \leftarrow m^2 v + c^2$, from $v = 1$ ($z_1$ white)
         to $v / \alpha(0)^2$.
         """
@@ -145,12 +146,36 @@ class GaussianSpectral(eqx.Module):
         """Closed-form `{"w2", "kl"}` of ancestral (DDPM, `eta=1`) sampling."""
         return self.errors(self.ancestral_variance(schedule, num_steps, eta=eta))
 
+    def euler_maruyama_variance(self, schedule: Schedule, num_steps: int) -> Float[Array, "C H W"]:
+        r"""Closed-form per-frequency variance of [`spectral_diffusion.sde`][] with
+        `diffrax.Euler()` (Euler–Maruyama) on the fixed grid.
+
+        In $y = z/\alpha$ the Wiener estimate is $\hat x = \frac{S}{S + s^2}\,y$, so a
+        step from $s_a$ to $s_b$ maps band $k$ by
+        $m = 1 - 2\,(1 - s_b/s_a)\,\frac{s_a^2}{S + s_a^2}$ and adds noise
+        $2 s_a (s_a - s_b)$: $v \leftarrow m^2 v + 2 s_a (s_a - s_b)$ from
+        $v = 1/\alpha(1)^2$.
+        """
+        check_num_steps(num_steps)
+        check_per_example(schedule)
+        lam = logsnr_grid(schedule, num_steps)
+        s_grid = jnp.exp(-0.5 * lam)
+        data = self.variances
+
+        def step(i, v):
+            s_a, s_b = s_grid[i], s_grid[i + 1]
+            m = 1.0 - 2.0 * (1.0 - s_b / s_a) * s_a**2 / (data + s_a**2)
+            return m**2 * v + 2.0 * s_a * (s_a - s_b)
+
+        alpha_1, _ = alpha_sigma_of(lam[0])
+        return jax.lax.fori_loop(0, num_steps, step, jnp.ones_like(data) / alpha_1**2)
+
     def ode_variance(
         self,
         schedule: Schedule,
         num_steps: int,
         solver: diffrax.AbstractSolver = diffrax.Heun(),
-    ) -> tuple[Float[Array, "C H W"], Float[Array, ""]]:
+    ) -> tuple[Float[Array, "C H W"], Int[Array, ""]]:
         """Exact per-frequency variance of [`spectral_diffusion.ode`][] on the fixed
         grid, and its NFE: any explicit solver is linear per band here, so running the
         real sampler on the Fourier coefficients of an all-ones $z_1$ yields each band's

@@ -41,7 +41,7 @@ def time_grid(num_steps: int) -> np.ndarray:
     return (1.0 - np.arange(num_steps + 1) / num_steps).astype(np.float32)
 
 
-def logsnr_grid(schedule: Schedule, num_steps: int) -> Float[Array, " N+1"]:
+def logsnr_grid(schedule: Schedule, num_steps: int) -> Float[Array, " grid"]:
     return schedule.logsnr(time_grid(num_steps))
 
 

@@ -8,17 +8,20 @@ filter, and zone radii and rates estimated from the frequency statistics of
 reference vs generated images.
 """
 
+from collections.abc import Sequence
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import check_finite, check_min_ndim
-from .._spectrum import frequency_radii
+from .._spectrum import frequency_radii, rapsd
 
 
 class FrequencyFilter(eqx.Module):
-    r"""Radial frequency filter $R$: noise $\mapsto \operatorname{Re}\,\mathrm{IDFT}(R \odot \mathrm{DFT}(\text{noise}))$.
+    r"""Radial frequency filter $R$:
+    noise $\mapsto \operatorname{Re}\,\mathrm{IDFT}(R \odot \mathrm{DFT}(\text{noise}))$.
 
     $R(k) = 1$ inside the first zone and `rates[j]` from `radii[j]` outward, with
     radii as fractions of the Nyquist radius (radius $R$ of
@@ -29,16 +32,18 @@ class FrequencyFilter(eqx.Module):
     radii: Float[Array, " zones"]
     rates: Float[Array, " zones"]
 
-    def __init__(self, radii: ArrayLike, rates: ArrayLike):
+    def __init__(self, radii: Sequence[float] | ArrayLike, rates: Sequence[float] | ArrayLike):
         """**Arguments:**
 
-        - `radii`: increasing zone boundaries in (0, 1] x Nyquist radius.
+        - `radii`: increasing zone boundaries as fractions of the Nyquist radius
+            (positive; corner frequencies reach $\sqrt 2$).
         - `rates`: positive amplitude factors, one per zone (below 1 suppresses).
         """
         radii, rates = np.asarray(radii, np.float32), np.asarray(rates, np.float32)
         if radii.ndim != 1 or radii.shape != rates.shape:
             raise ValueError(
-                f"`radii` and `rates` must be 1-D of equal length, got {radii.shape}, {rates.shape}."
+                "`radii` and `rates` must be 1-D of equal length, "
+                f"got {radii.shape} and {rates.shape}."
             )
         if np.any(np.diff(radii) <= 0) or np.any(radii <= 0):
             raise ValueError(f"`radii` must be positive and increasing, got {radii}.")
@@ -58,7 +63,7 @@ class FrequencyFilter(eqx.Module):
     def __call__(self, noise: Float[Array, "*batch H W"]) -> Float[Array, "*batch H W"]:
         gain = self.gain(*noise.shape[-2:])
         spectrum = jnp.fft.fft2(noise, norm="ortho")
-        gain = jnp.broadcast_to(gain, spectrum.shape)
+        gain = jnp.broadcast_to(gain, spectrum.shape).astype(spectrum.dtype)
         return jnp.real(jnp.fft.ifft2(gain * spectrum, norm="ortho")).astype(noise.dtype)
 
 
@@ -122,11 +127,14 @@ def estimate_frequency_filter(
 ) -> FrequencyFilter:
     r"""TDAS's automatic frequency-filter estimate from reference and generated images.
 
-    With per-frequency amplitudes $A(k) = \sqrt{\operatorname{mean}|X_k|^2}$ of each
-    set, the deviation ratio is $\Phi(k) = A_\text{gen}(k)/A_\text{ref}(k)$. For each
-    quantile level $p_j$: the rate is $1/Q_{p_j}(\Phi)$ (undo that level of excess
-    amplitude) and the zone starts at the mean radius of the frequencies whose ratio
-    reaches $Q_{p_j}(\Phi)$.
+    The deviation ratio is the radial profile of generated over reference amplitude,
+    $\Phi_b = \sqrt{P^\text{gen}_b / P^\text{ref}_b}$ from the mean RAPSDs of the two
+    sets. For each quantile level $p_j$ the deviation level is
+    $Q_j = Q_{p_j}(\Phi)$ over the bins; zone $j$ starts at the first radius where
+    $\Phi_b$ is halfway from no deviation to it, $\Phi_b \ge (1 + Q_j)/2$ (robust to
+    noise and exact on a step), and scales amplitudes there by $1/Q_j$, undoing that
+    level of excess. (Our reconstruction of the paper's rule: its formulas did not survive in
+    our copy; see the Samplers page.)
 
     **Arguments:**
 
@@ -138,6 +146,10 @@ def estimate_frequency_filter(
     **Returns:**
 
     A [`spectral_diffusion.FrequencyFilter`][].
+
+    **Raises:**
+
+    `ValueError` for empty or mismatched image sets, NaN/inf, or bad quantiles.
     """
     for name, images in (("reference", reference), ("generated", generated)):
         check_min_ndim(images, name, 4, "(N, C, H, W)")
@@ -151,20 +163,16 @@ def estimate_frequency_filter(
     if any(not 0 < q < 1 for q in quantiles) or list(quantiles) != sorted(set(quantiles)):
         raise ValueError(f"`quantiles` must be increasing levels in (0, 1), got {quantiles}.")
 
-    def amplitude(images):
-        images = np.asarray(check_finite(images, "images"), np.float64)
-        return np.sqrt(np.mean(np.abs(np.fft.fft2(images, norm="ortho")) ** 2, axis=(0, 1)))
+    def profile(images):
+        return np.mean(np.asarray(rapsd(images, value_range=None), np.float64), axis=0)
 
-    ratio = amplitude(generated) / np.maximum(amplitude(reference), 1e-12)
-    height, width = ratio.shape
-    radius = frequency_radii(height, width) / (min(height, width) // 2)
-    radii, rates = [], []
-    for q in quantiles:
-        level = np.quantile(ratio, q)
-        radii.append(radius[ratio >= level].mean())
-        rates.append(1.0 / level)
-    order = np.argsort(radii)
-    radii = np.maximum.accumulate(np.asarray(radii)[order])
-    # Zones need strictly increasing starts; merge coincident ones into the outer rate.
-    keep = np.concatenate([np.diff(radii) > 0, [True]])
-    return FrequencyFilter(np.clip(radii[keep], 1e-6, None), np.asarray(rates)[order][keep])
+    ratio = np.sqrt(profile(generated) / np.maximum(profile(reference), 1e-30))
+    radius = np.arange(len(ratio)) / (len(ratio) - 1)
+    levels = np.quantile(ratio, quantiles)
+    starts = np.array([radius[np.argmax(ratio >= 0.5 * (1.0 + level))] for level in levels])
+    # Zones need strictly increasing, positive starts; coincident ones merge into the
+    # outer (stronger) rate.
+    keep = np.concatenate([np.diff(starts) > 0, [True]]) & (starts > 0)
+    if not np.any(keep):
+        return FrequencyFilter([1.0], [1.0])  # no excess anywhere but DC: identity
+    return FrequencyFilter(starts[keep], 1.0 / levels[keep])
