@@ -6,6 +6,7 @@ from pathlib import Path
 
 import spectral_diffusion as sd
 import spectral_diffusion.data
+import spectral_diffusion.gaussian
 
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"

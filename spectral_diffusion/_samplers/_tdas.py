@@ -33,7 +33,7 @@ class FrequencyFilter(eqx.Module):
     rates: Float[Array, " zones"]
 
     def __init__(self, radii: Sequence[float] | ArrayLike, rates: Sequence[float] | ArrayLike):
-        """**Arguments:**
+        r"""**Arguments:**
 
         - `radii`: increasing zone boundaries as fractions of the Nyquist radius
             (positive; corner frequencies reach $\sqrt 2$).

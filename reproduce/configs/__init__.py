@@ -1,0 +1,1 @@
+"""One config module per experiment; each defines its presets as frozen dataclasses."""
