@@ -1,0 +1,143 @@
+"""Conditioning embedding, FiLM residual blocks and attention shared by the networks."""
+
+import math
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+
+class Conditioning(NamedTuple):
+    r"""What the denoiser is conditioned on: $c = (y, \lambda(0), \lambda(1))$, plus
+    $\lambda(t)$ passed separately. `label == num_classes` is the null class."""
+
+    label: Int[Array, ""]
+    logsnr_0: Float[Array, ""]
+    logsnr_1: Float[Array, ""]
+
+
+#: Frequencies of the sinusoidal logSNR embedding span periods of ~0.6 to ~600 nats:
+#: logSNRs live in about [-25, 25] and differ meaningfully by ~0.1.
+_MIN_FREQUENCY, _MAX_FREQUENCY = 0.01, 10.0
+
+
+def sinusoidal(value: Float[Array, ""], dim: int) -> Float[Array, " dim"]:
+    frequencies = jnp.exp(
+        jnp.linspace(math.log(_MIN_FREQUENCY), math.log(_MAX_FREQUENCY), dim // 2)
+    )
+    angles = value * frequencies
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)])
+
+
+class ConditionEmbedding(eqx.Module):
+    """Class embedding (with a null class) + sinusoidal embeddings of the three logSNRs,
+    mixed by an MLP into one vector that every block's FiLM reads."""
+
+    classes: eqx.nn.Embedding
+    mlp: eqx.nn.MLP
+    sinusoid_dim: int = eqx.field(static=True)
+
+    def __init__(self, num_classes: int, dim: int, *, key: PRNGKeyArray):
+        class_key, mlp_key = jax.random.split(key)
+        self.sinusoid_dim = dim
+        self.classes = eqx.nn.Embedding(num_classes + 1, dim, key=class_key)
+        self.mlp = eqx.nn.MLP(4 * dim, dim, dim, depth=2, activation=jax.nn.silu, key=mlp_key)
+
+    def __call__(self, lam: Float[Array, ""], cond: Conditioning) -> Float[Array, " dim"]:
+        parts = [self.classes(cond.label)] + [
+            sinusoidal(v, self.sinusoid_dim) for v in (lam, cond.logsnr_0, cond.logsnr_1)
+        ]
+        return self.mlp(jnp.concatenate(parts))
+
+
+class FiLM(eqx.Module):
+    r"""$h \mapsto h\,(1 + \gamma(c)) + \beta(c)$ per channel (channels first)."""
+
+    linear: eqx.nn.Linear
+
+    def __init__(self, embedding_dim: int, channels: int, *, key: PRNGKeyArray):
+        linear = eqx.nn.Linear(embedding_dim, 2 * channels, key=key)
+        # Start as the identity: gamma = beta = 0.
+        self.linear = eqx.tree_at(
+            lambda l: (l.weight, l.bias),
+            linear,
+            (jnp.zeros_like(linear.weight), jnp.zeros(2 * channels)),
+        )
+
+    def __call__(
+        self, h: Float[Array, "C ..."], embedding: Float[Array, " E"]
+    ) -> Float[Array, "C ..."]:
+        gamma, beta = jnp.split(self.linear(embedding), 2)
+        expand = (slice(None),) + (None,) * (h.ndim - 1)
+        return h * (1.0 + gamma[expand]) + beta[expand]
+
+
+def _groups(channels: int) -> int:
+    return math.gcd(channels, 32)
+
+
+class ResBlock(eqx.Module):
+    """GroupNorm -> FiLM -> SiLU -> conv, twice, with dropout between and a residual."""
+
+    norm1: eqx.nn.GroupNorm
+    film1: FiLM
+    conv1: eqx.nn.Conv2d
+    norm2: eqx.nn.GroupNorm
+    film2: FiLM
+    conv2: eqx.nn.Conv2d
+    skip: eqx.nn.Conv2d | None
+    dropout: eqx.nn.Dropout
+
+    def __init__(self, c_in: int, c_out: int, embedding_dim: int, dropout: float, *, key):
+        keys = jax.random.split(key, 5)
+        self.norm1 = eqx.nn.GroupNorm(_groups(c_in), c_in)
+        self.film1 = FiLM(embedding_dim, c_in, key=keys[0])
+        self.conv1 = eqx.nn.Conv2d(c_in, c_out, 3, padding=1, key=keys[1])
+        self.norm2 = eqx.nn.GroupNorm(_groups(c_out), c_out)
+        self.film2 = FiLM(embedding_dim, c_out, key=keys[2])
+        conv2 = eqx.nn.Conv2d(c_out, c_out, 3, padding=1, key=keys[3])
+        # Zero-initialised last conv: each block starts as the identity.
+        self.conv2 = eqx.tree_at(lambda c: c.weight, conv2, jnp.zeros_like(conv2.weight))
+        self.skip = None if c_in == c_out else eqx.nn.Conv2d(c_in, c_out, 1, key=keys[4])
+        self.dropout = eqx.nn.Dropout(dropout)
+
+    def __call__(self, x, embedding, *, key: PRNGKeyArray | None, inference: bool):
+        h = self.conv1(jax.nn.silu(self.film1(self.norm1(x), embedding)))
+        h = jax.nn.silu(self.film2(self.norm2(h), embedding))
+        h = self.conv2(self.dropout(h, key=key, inference=inference or key is None))
+        return h + (x if self.skip is None else self.skip(x))
+
+
+class Attention(eqx.Module):
+    """Self-attention over the spatial positions of a `(C, H, W)` feature map."""
+
+    norm: eqx.nn.GroupNorm
+    attention: eqx.nn.MultiheadAttention
+
+    def __init__(self, channels: int, num_heads: int, *, key):
+        self.norm = eqx.nn.GroupNorm(_groups(channels), channels)
+        attention = eqx.nn.MultiheadAttention(num_heads, channels, key=key)
+        self.attention = eqx.tree_at(
+            lambda a: a.output_proj.weight, attention, jnp.zeros_like(attention.output_proj.weight)
+        )
+
+    def __call__(self, x: Float[Array, "C H W"]) -> Float[Array, "C H W"]:
+        channels, height, width = x.shape
+        tokens = self.norm(x).reshape(channels, -1).T
+        out = self.attention(tokens, tokens, tokens)
+        return x + out.T.reshape(channels, height, width)
+
+
+def downsample(x: Float[Array, "C H W"]) -> Float[Array, "C h w"]:
+    channels, height, width = x.shape
+    return x.reshape(channels, height // 2, 2, width // 2, 2).mean(axis=(2, 4))
+
+
+def upsample(x: Float[Array, "C h w"]) -> Float[Array, "C H W"]:
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def split_key(key: PRNGKeyArray | None, num: int) -> list[PRNGKeyArray | None]:
+    return [None] * num if key is None else list(jax.random.split(key, num))
