@@ -61,7 +61,7 @@ class FiLM(eqx.Module):
         linear = eqx.nn.Linear(embedding_dim, 2 * channels, key=key)
         # Start as the identity: gamma = beta = 0.
         self.linear = eqx.tree_at(
-            lambda l: (l.weight, l.bias),
+            lambda layer: (layer.weight, layer.bias),
             linear,
             (jnp.zeros_like(linear.weight), jnp.zeros(2 * channels)),
         )
