@@ -1,4 +1,4 @@
-"""Data: the built-in natural photographs and image transforms."""
+"""Data: the built-in natural photographs, data sources for grain, image transforms."""
 
 from ._builtin import (
     BUILTIN_PHOTOGRAPHS as BUILTIN_PHOTOGRAPHS,
@@ -7,4 +7,12 @@ from ._builtin import (
     load_photograph as load_photograph,
     resize as resize,
     to_model_range as to_model_range,
+)
+from ._sources import (
+    ArraySource as ArraySource,
+    BuiltinPatches as BuiltinPatches,
+    cifar10 as cifar10,
+    image_folder as image_folder,
+    npz_source as npz_source,
+    training_batches as training_batches,
 )

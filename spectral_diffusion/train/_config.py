@@ -1,0 +1,93 @@
+"""Typed training configuration. Strings name choices only here, at the config edge;
+`build_*` resolves them once into objects."""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    #: "builtin_patches", "npz", "image_folder" or "cifar10".
+    source: str = "builtin_patches"
+    path: str | None = None
+    image_size: int = 32
+    batch_size: int = 32
+    patches_per_image: int = 256
+    flip: bool = True
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    #: "unet" or "uvit".
+    architecture: str = "uvit"
+    #: "eps", "v" or "x".
+    parameterisation: str = "v"
+    #: Keyword arguments of spectral_diffusion.UNet / UViT (sizes).
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    #: "spectral" (per instance), "global_spectral", "interpolated_cosine", "cosine".
+    kind: str = "spectral"
+    #: For spectral kinds: "power", "frequency" or "mixed".
+    spectral_kind: str = "mixed"
+    weight: float = 0.5
+    num_knots: int = 64
+    #: Low end of the interpolated cosine (SiD2).
+    low: int = 32
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    #: "weighted_eps" (Kingma-Gao sigmoid weighting), "eps" or "v".
+    kind: str = "weighted_eps"
+    bias: float = 0.0
+    multiscale_base: int | None = None
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    learning_rate: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    b2: float = 0.99
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    steps: int = 2000
+    label_dropout: float = 0.1
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    log_every: int = 20
+    seed: int = 0
+    #: Call jax.distributed.initialize() (multi-host); single host otherwise.
+    distributed: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "TrainConfig":
+        parts = {
+            "data": DataConfig,
+            "model": ModelConfig,
+            "schedule": ScheduleConfig,
+            "loss": LossConfig,
+            "optim": OptimConfig,
+        }
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"Unknown config fields: {sorted(unknown)}.")
+        return cls(**{k: parts[k](**v) if k in parts else v for k, v in raw.items()})
