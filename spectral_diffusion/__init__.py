@@ -1,15 +1,20 @@
 """Spectrally-guided diffusion noise schedules in JAX.
 
-Data flows `spectrum` -> `bounds` -> `schedules` -> `samplers`; every public name is re-exported
-here (the repeated `as` name marks it public for type checkers and mkdocstrings).
+Data flows `spectrum` -> `bounds` -> `schedules` -> (`losses`, `nets`,
+`conditioning`) -> `samplers`; the `train` subpackage composes them (import it as
+`spectral_diffusion.train`). Every public name is re-exported here (the repeated
+`as` name marks it public for type checkers and mkdocstrings).
 """
 
 import importlib.metadata
 
 from . import (
     bounds as bounds,
+    conditioning as conditioning,
     data as data,
     gaussian as gaussian,
+    losses as losses,
+    nets as nets,
     samplers as samplers,
     schedules as schedules,
     spectrum as spectrum,
@@ -21,7 +26,30 @@ from ._bounds import (
     logsnr_bounds as logsnr_bounds,
     quantization_noise_power as quantization_noise_power,
 )
+from ._conditioning import (
+    ScheduleMixture as ScheduleMixture,
+    from_unconstrained as from_unconstrained,
+    to_unconstrained as to_unconstrained,
+)
 from ._gaussian import GaussianSpectral as GaussianSpectral
+from ._losses import (
+    EpsLoss as EpsLoss,
+    Loss as Loss,
+    SigmoidWeighting as SigmoidWeighting,
+    VLoss as VLoss,
+    WeightedEpsLoss as WeightedEpsLoss,
+    batch_loss as batch_loss,
+)
+from ._nets import (
+    Conditioning as Conditioning,
+    Denoiser as Denoiser,
+    EpsPrediction as EpsPrediction,
+    Parameterisation as Parameterisation,
+    UNet as UNet,
+    UViT as UViT,
+    VPrediction as VPrediction,
+    XPrediction as XPrediction,
+)
 from ._samplers import (
     TDAS as TDAS,
     FrequencyFilter as FrequencyFilter,

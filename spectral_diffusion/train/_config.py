@@ -38,6 +38,8 @@ class ScheduleConfig:
     num_knots: int = 64
     #: Low end of the interpolated cosine (SiD2).
     low: int = 32
+    #: Components per class of the schedule mixture fit for generation.
+    mixture_components: int = 4
 
 
 @dataclass(frozen=True)

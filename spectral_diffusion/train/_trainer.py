@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from .. import data as data_lib
 from .._checks import check_choice
+from .._conditioning import ScheduleMixture
 from .._losses import EpsLoss, Loss, SigmoidWeighting, VLoss, WeightedEpsLoss, batch_loss
 from .._nets import PARAMETERISATIONS, Denoiser, UNet, UViT
 from .._schedules import Cosine, InterpolatedCosine, Schedule
@@ -96,6 +97,29 @@ def dataset_rapsd(source, batch_size: int = 256) -> Float[np.ndarray, "N bins"]:
         )
         out.append(np.asarray(run(images)))
     return np.concatenate(out)
+
+
+#: Where a run keeps the schedule mixture that generation samples from.
+MIXTURE_FILE = "schedule_mixture.npz"
+
+
+def fit_schedule_mixture(config: TrainConfig, source, num_classes: int) -> ScheduleMixture:
+    """The class-conditional mixture over the training set's spectral schedules."""
+    s = config.schedule
+    knots = spectral_schedule(
+        jnp.asarray(dataset_rapsd(source)),
+        kind=s.spectral_kind,
+        weight=s.weight,
+        num_knots=s.num_knots,
+    ).knots
+    labels = np.asarray([source[i]["label"] for i in range(len(source))])
+    return ScheduleMixture.fit(
+        knots,
+        labels,
+        num_classes=num_classes,
+        num_components=s.mixture_components,
+        key=jax.random.key(config.seed),
+    )
 
 
 def build_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -295,6 +319,8 @@ def train(
             f"`data.batch_size` {config.data.batch_size} must be divisible by the "
             f"{jax.device_count()} devices."
         )
+    if config.schedule.kind == "spectral" and not (workdir / MIXTURE_FILE).is_file():
+        fit_schedule_mixture(config, source, num_classes).save(workdir / MIXTURE_FILE)
     state = _place(init_state(config, num_classes), replicated)
     manager = _manager(workdir, config.keep_checkpoints)
     if manager.latest_step() is not None:
