@@ -13,7 +13,7 @@ from ._checks import check_finite, check_min_ndim
 from ._schedules import PiecewiseLinear
 
 
-def to_unconstrained(knots: Float[ArrayLike, "*batch K+1"]) -> Float[Array, "*batch K+1"]:
+def to_unconstrained(knots: Float[ArrayLike, "*batch knots"]) -> Float[Array, "*batch knots"]:
     r"""Knots $\lambda_0 > \dots > \lambda_K$ to unconstrained coordinates:
     $u_0 = \lambda_K$, $u_j = \log(\lambda_{j-1} - \lambda_j)$. One-to-one; every $u$ is
     a valid (strictly decreasing) schedule."""
@@ -22,7 +22,7 @@ def to_unconstrained(knots: Float[ArrayLike, "*batch K+1"]) -> Float[Array, "*ba
     return jnp.concatenate([knots[..., -1:], jnp.log(gaps)], axis=-1)
 
 
-def from_unconstrained(u: Float[ArrayLike, "*batch K+1"]) -> Float[Array, "*batch K+1"]:
+def from_unconstrained(u: Float[ArrayLike, "*batch knots"]) -> Float[Array, "*batch knots"]:
     r"""The inverse of [`spectral_diffusion.to_unconstrained`][]:
     $\lambda_j = u_0 + \sum_{i > j} e^{u_i}$."""
     u = jnp.asarray(u)
@@ -56,7 +56,10 @@ def _em(x, mask, key, num_components, iterations, regularisation, diagonal):
     total = jnp.sum(mask)
     centre = jnp.sum(mask[:, None] * x, 0) / total
     spread = (
-        jnp.sum(mask[:, None, None] * jnp.einsum("ni,nj->nij", x - centre, x - centre), 0) / total
+        jnp.sum(
+            mask[:, None, None] * jnp.einsum("ni,nj->nij", x - centre[None], x - centre[None]), 0
+        )
+        / total
     )
     eye = jnp.eye(dim)
     start = jnp.linalg.cholesky(spread + regularisation * eye)
@@ -73,8 +76,8 @@ def _em(x, mask, key, num_components, iterations, regularisation, diagonal):
         diff = x[:, None, :] - mean[None]
         cov = jnp.einsum("nm,nmi,nmj->mij", resp, diff, diff) / count[:, None, None]
         if diagonal:
-            cov = cov * eye
-        chol = jnp.linalg.cholesky(cov + regularisation * eye)
+            cov = cov * eye[None]
+        chol = jnp.linalg.cholesky(cov + regularisation * eye[None])
         return jnp.log(count / jnp.sum(count)), mean, chol
 
     log_weight, mean, chol = jax.lax.fori_loop(0, iterations, step, (log_weight, mean, chol))

@@ -116,7 +116,11 @@ class UViT(eqx.Module):
                 channels = c
         self.head_norm = eqx.nn.GroupNorm(min(32, channels), channels)
         head = eqx.nn.Conv2d(channels, in_channels, 3, padding=1, key=next(keys))
-        self.head = eqx.tree_at(lambda c: c.weight, head, jnp.zeros_like(head.weight))
+        self.head = eqx.tree_at(
+            lambda c: (c.weight, c.bias),
+            head,
+            (jnp.zeros_like(head.weight), jnp.zeros_like(head.bias)),
+        )
 
     def __call__(
         self,

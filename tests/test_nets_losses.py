@@ -1,0 +1,154 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import pytest
+from helpers import tree_allclose
+
+import spectral_diffusion as sd
+
+
+SHAPE = (3, 8, 8)
+COND = sd.Conditioning(jnp.array(1), jnp.array(12.0), jnp.array(-9.0))
+
+
+def nets(key):
+    return {
+        "unet": sd.UNet(
+            image_size=8,
+            base_channels=8,
+            channel_mults=(1, 2),
+            num_res_blocks=1,
+            attention_resolutions=(4,),
+            num_heads=2,
+            dropout=0.5,
+            dropout_resolutions=(4,),
+            num_classes=3,
+            key=key,
+        ),
+        "uvit": sd.UViT(
+            image_size=8,
+            stage_channels=(8, 16),
+            dim=16,
+            depth=1,
+            num_heads=2,
+            dropout=0.5,
+            num_classes=3,
+            key=key,
+        ),
+    }
+
+
+def perturb(model, key):
+    """Random weights everywhere (the zero-initialised heads would hide everything)."""
+    leaves, tree = jax.tree.flatten(eqx.filter(model, eqx.is_array))
+    keys = jax.random.split(key, len(leaves))
+    leaves = [leaf + 0.1 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)]
+    return eqx.combine(jax.tree.unflatten(tree, leaves), model)
+
+
+@pytest.mark.parametrize("name", ["unet", "uvit"])
+def test_network_contract(name, getkey):
+    net = nets(getkey())[name]
+    z = jax.random.normal(getkey(), SHAPE)
+    out = net(z, jnp.array(0.5), COND)
+    assert out.shape == SHAPE
+    assert jnp.all(out == 0)  # zero-initialised head: the denoiser starts at v = 0
+    net = perturb(net, getkey())
+    out = net(z, jnp.array(0.5), COND)
+    # Conditioning reaches the output: label, lam_t and the schedule ends all matter.
+    for other in (
+        net(z, jnp.array(0.5), COND._replace(label=jnp.array(3))),  # null class
+        net(z, jnp.array(-4.0), COND),
+        net(z, jnp.array(0.5), COND._replace(logsnr_0=jnp.array(15.0))),
+    ):
+        assert not jnp.allclose(out, other)
+    # Dropout only with a key; deterministic without one.
+    assert tree_allclose(out, net(z, jnp.array(0.5), COND))
+    assert not jnp.allclose(out, net(z, jnp.array(0.5), COND, key=getkey()))
+    batched = eqx.filter_jit(jax.vmap(lambda z: net(z, jnp.array(0.5), COND)))(jnp.stack([z, z]))
+    assert tree_allclose(batched[0], out, atol=1e-5)
+
+
+@pytest.mark.parametrize("param", [sd.EpsPrediction(), sd.VPrediction(), sd.XPrediction()])
+def test_parameterisations_recover_x_and_eps(param, getkey):
+    x, eps = jax.random.normal(getkey(), SHAPE), jax.random.normal(getkey(), SHAPE)
+    alpha, sigma = jnp.sqrt(0.3), jnp.sqrt(0.7)
+    z = alpha * x + sigma * eps
+    target = {sd.EpsPrediction: eps, sd.VPrediction: alpha * eps - sigma * x, sd.XPrediction: x}
+    out = target[type(param)]
+    assert tree_allclose(param.to_x(out, z, alpha, sigma), x, atol=1e-5)
+    assert tree_allclose(param.to_eps(out, z, alpha, sigma), eps, atol=1e-5)
+
+
+def test_denoiser_output_is_x_hat(getkey):
+    net = perturb(nets(getkey())["uvit"], getkey())
+    z, lam = jax.random.normal(getkey(), SHAPE), jnp.array(1.0)
+    alpha, sigma = jnp.sqrt(jax.nn.sigmoid(lam)), jnp.sqrt(jax.nn.sigmoid(-lam))
+    v = net(z, lam, COND)
+    assert tree_allclose(sd.Denoiser(net)(z, lam, COND), alpha * z - sigma * v, atol=1e-5)
+
+
+def test_weighted_loss_matches_formula(getkey):
+    net = perturb(nets(getkey())["uvit"], getkey())
+    denoiser = sd.Denoiser(net, sd.EpsPrediction())
+    schedule = sd.Cosine()
+    x, eps = jax.random.normal(getkey(), SHAPE), jax.random.normal(getkey(), SHAPE)
+    t = jnp.array(0.3)
+    lam = schedule.logsnr(t)
+    alpha, sigma = jnp.sqrt(jax.nn.sigmoid(lam)), jnp.sqrt(jax.nn.sigmoid(-lam))
+    eps_hat = net(alpha * x + sigma * eps, lam, COND)
+    expected = (
+        0.5 * jax.nn.sigmoid(2.0 - lam) * -schedule.dlogsnr_dt(t) * jnp.mean((eps - eps_hat) ** 2)
+    )
+    loss = sd.WeightedEpsLoss(sd.SigmoidWeighting(2.0))(
+        denoiser, schedule, x, eps, t, COND, key=None
+    )
+    assert tree_allclose(loss, expected, rtol=1e-5)
+    unweighted = sd.EpsLoss()(denoiser, schedule, x, eps, t, COND, key=None)
+    assert tree_allclose(unweighted, jnp.mean((eps - eps_hat) ** 2), rtol=1e-5)
+
+
+def test_multiscale_scores_white_noise_alike_at_every_scale(getkey):
+    from spectral_diffusion._losses import _squared_error
+
+    noise = jax.random.normal(getkey(), (3, 64, 64))
+    assert abs(float(_squared_error(noise, 8)) - 1.0) < 0.1
+    assert float(_squared_error(noise, None)) == pytest.approx(float(jnp.mean(noise**2)))
+    smooth = jnp.ones((3, 64, 64))  # all power at DC: coarse scales weigh it up
+    assert float(_squared_error(smooth, 8)) > float(_squared_error(smooth, None))
+
+
+def test_batch_loss_paths_and_stratification(getkey):
+    denoiser = sd.Denoiser(perturb(nets(getkey())["uvit"], getkey()))
+    x = jnp.clip(jax.random.normal(getkey(), (4, *SHAPE)), -1, 1)
+    labels = jnp.array([0, 1, 2, 0])
+    per_instance = sd.spectral_schedule(sd.rapsd(x))
+    assert (
+        sd.losses.schedule_axis(per_instance) == 0 and sd.losses.schedule_axis(sd.Cosine()) is None
+    )
+    for schedule in (per_instance, sd.Cosine()):
+        value = sd.batch_loss(
+            sd.VLoss(), denoiser, schedule, x, labels, key=getkey(), num_classes=3
+        )
+        assert jnp.isfinite(value) and value > 0
+    # One schedule per example equals evaluating each example with its own schedule.
+    key = getkey()
+    batched = sd.batch_loss(
+        sd.VLoss(),
+        denoiser,
+        sd.PiecewiseLinear(per_instance.knots[:1]),
+        x[:1],
+        labels[:1],
+        key=key,
+        num_classes=3,
+    )
+    single = sd.batch_loss(
+        sd.VLoss(),
+        denoiser,
+        sd.PiecewiseLinear(per_instance.knots[0]),
+        x[:1],
+        labels[:1],
+        key=key,
+        num_classes=3,
+    )
+    assert tree_allclose(batched, single, rtol=1e-5)
