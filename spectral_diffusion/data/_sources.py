@@ -135,13 +135,14 @@ def npz_source(
     if not path.is_file():
         raise FileNotFoundError(f"No .npz file at {path}.")
     try:
-        with np.load(path) as data:
-            if images_key not in data:
-                raise ValueError(f"{path} has no array {images_key!r} (it has {list(data)}).")
-            images = data[images_key]
-            labels = data[labels_key] if labels_key in data else None
-    except (OSError, pickle.UnpicklingError, EOFError) as error:
+        data = np.load(path)
+    except (OSError, ValueError, EOFError) as error:
         raise ValueError(f"{path} is not a readable .npz file: {error}") from error
+    with data:
+        if images_key not in data:
+            raise ValueError(f"{path} has no array {images_key!r} (it has {list(data)}).")
+        images = data[images_key]
+        labels = data[labels_key] if labels_key in data else None
     return ArraySource(images, labels, name=str(path))
 
 

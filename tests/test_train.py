@@ -1,0 +1,185 @@
+"""The trainer on a tiny model. conftest gives 4 CPU devices: every run here is data
+parallel over them."""
+
+import dataclasses
+import json
+import os
+import signal
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import tree_allclose
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
+
+import spectral_diffusion as sd
+from spectral_diffusion.train import (
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    ScheduleConfig,
+    TrainConfig,
+    init_state,
+    restore,
+    train,
+)
+from spectral_diffusion.train._trainer import build_schedule_fn, make_train_step
+
+
+TINY = TrainConfig(
+    data=DataConfig(source="builtin_patches", image_size=8, batch_size=8, patches_per_image=4),
+    model=ModelConfig(
+        architecture="uvit",
+        parameterisation="v",
+        kwargs=dict(stage_channels=(8, 16), dim=16, depth=1, num_heads=2),
+    ),
+    schedule=ScheduleConfig(kind="spectral", num_knots=16, mixture_components=1),
+    optim=OptimConfig(learning_rate=3e-3, warmup_steps=1),
+    steps=4,
+    checkpoint_every=2,
+    log_every=1,
+)
+
+
+@pytest.fixture(autouse=True)
+def standard_promotion():
+    """optax's Adam bias correction computes `float ** int32`, which strict dtype
+    promotion rejects; the library's own code runs strict everywhere else."""
+    with jax.numpy_dtype_promotion("standard"):
+        yield
+
+
+def leaves(state):
+    return jax.tree.leaves(eqx.filter(state, eqx.is_array))
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    straight = train(TINY, tmp_path / "a", progress=False)
+    train(TINY, tmp_path / "b", steps=2, progress=False)
+    resumed = train(TINY, tmp_path / "b", progress=False)
+    assert int(resumed.step) == 4
+    assert tree_allclose(leaves(straight), leaves(resumed), rtol=1e-6, atol=1e-7)
+    assert tree_allclose(leaves(restore(tmp_path / "b")), leaves(resumed), rtol=0, atol=0)
+    steps = [
+        json.loads(line)["step"]
+        for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert steps == [1, 2, 3, 4]  # no duplicated lines after resuming
+    assert (tmp_path / "b" / "schedule_mixture.npz").is_file()
+    with pytest.raises(ValueError, match="different config"):
+        train(dataclasses.replace(TINY, seed=5), tmp_path / "b", progress=False)
+
+
+def test_sigterm_checkpoints_and_stops(tmp_path, monkeypatch):
+    from spectral_diffusion.train import _trainer
+
+    real = _trainer.data_lib.training_batches
+
+    class Interrupting:
+        """Batches as usual, but SIGTERM arrives while step 2's batch is fetched."""
+
+        def __init__(self, *args, **kwargs):
+            self.batches = real(*args, **kwargs)
+
+        def __getitem__(self, step):
+            if step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return self.batches[step]
+
+    monkeypatch.setattr(_trainer.data_lib, "training_batches", Interrupting)
+    config = dataclasses.replace(TINY, steps=50, checkpoint_every=100)
+    state = train(config, tmp_path, progress=False)
+    assert int(state.step) == 3  # step 2 (0-based) finished, then checkpoint and stop
+    assert int(restore(tmp_path).step) == 3
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+
+
+def test_four_devices_match_one():
+    assert jax.device_count() == 4
+    source = sd.data.BuiltinPatches(8, patches_per_image=4)
+    state = init_state(TINY, source.num_classes)
+    step = make_train_step(TINY, source.num_classes, build_schedule_fn(TINY, source))
+    images, labels = jnp.asarray(source.images[:8]), jnp.asarray(source.labels[:8])
+    key = jax.random.key(3)
+    one, _ = step(state, images, labels, key)
+    mesh = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Auto,))
+    split = NamedSharding(mesh, PartitionSpec("data"))
+    four, _ = step(state, jax.device_put(images, split), jax.device_put(labels, split), key)
+    assert tree_allclose(leaves(one), leaves(four), rtol=1e-5, atol=1e-6)
+
+
+def test_tiny_model_overfits_eight_images():
+    source = sd.data.BuiltinPatches(8, patches_per_image=4)
+    config = dataclasses.replace(
+        TINY, optim=OptimConfig(learning_rate=1e-2, warmup_steps=1), steps=150
+    )
+    state = init_state(config, source.num_classes)
+    step = make_train_step(config, source.num_classes, build_schedule_fn(config, source))
+    images, labels = jnp.asarray(source.images[::8][:8]), jnp.asarray(source.labels[::8][:8])
+    key = jax.random.key(0)  # the same t and noise every step: a fixed objective
+    losses = []
+    for _ in range(150):
+        state, metrics = step(state, images, labels, key)
+        losses.append(float(metrics["loss"]))
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+
+
+@pytest.mark.parametrize("kind", ["global_spectral", "interpolated_cosine"])
+def test_other_schedules_train(tmp_path, kind):
+    config = dataclasses.replace(
+        TINY, schedule=ScheduleConfig(kind=kind, num_knots=16, low=4), steps=2
+    )
+    state = train(config, tmp_path, progress=False)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert int(state.step) == 2 and all(np.isfinite(json.loads(l)["loss"]) for l in lines)  # noqa: E741
+
+
+def test_trained_model_plugs_into_every_sampler(tmp_path):
+    state = train(TINY, tmp_path, progress=False)
+    denoiser = state.ema
+    mixture = sd.ScheduleMixture.load(tmp_path / "schedule_mixture.npz")
+    labels = jnp.array([0, 3])
+    schedules = mixture.sample(jax.random.key(0), labels)
+    z1 = jax.random.normal(jax.random.key(1), (2, 3, 8, 8))
+    keys = jax.random.split(jax.random.key(2), 2)
+    null = lambda c: c._replace(label=jnp.asarray(15))  # noqa: E731
+    samplers = {
+        "ddim": lambda d, s, z, k: sd.ddim(d, s, z, 4),
+        "ddpm": lambda d, s, z, k: sd.ddim(d, s, z, 4, eta=1.0, key=k),
+        "ode": lambda d, s, z, k: sd.ode(d, s, z, 2).sample,
+        "ode_adaptive": lambda d, s, z, k: (
+            sd.ode(d, s, z, solver=diffrax.Tsit5(), rtol=1e-2, atol=1e-2).sample
+        ),
+        "sde": lambda d, s, z, k: sd.sde(d, s, z, k, 4),
+    }
+    for name, sampler in samplers.items():
+
+        def one(schedule, z, key, label):
+            ends = schedule.logsnr(jnp.array([0.0, 1.0]))
+            cond = sd.Conditioning(label, ends[0], ends[1])
+            guided = sd.guided(lambda z, lam, c: denoiser(z, lam, c), 2.0, unconditional=null)
+            return sampler(lambda z, lam, _: guided(z, lam, cond), schedule, z, key)
+
+        out = eqx.filter_jit(jax.vmap(one))(schedules, z1, keys, labels)
+        assert out.shape == (2, 3, 8, 8) and bool(jnp.all(jnp.isfinite(out))), name
+
+
+def test_cli(tmp_path):
+    from spectral_diffusion.train.__main__ import load_config, main
+
+    assert load_config("cpu").data.image_size == 32
+    for name in ("imagenet128", "imagenet256", "imagenet512"):
+        assert load_config(name).data.image_size == int(name[-3:])
+    with pytest.raises(ValueError, match="`--config` must be one of"):
+        load_config("bogus")
+    path = tmp_path / "tiny.py"
+    path.write_text(
+        "import dataclasses\n"
+        "from test_train import TINY\n"
+        "config = dataclasses.replace(TINY, steps=1)\n"
+    )
+    main(["--config", str(path), "--workdir", str(tmp_path / "run")])
+    assert int(restore(tmp_path / "run").step) == 1
