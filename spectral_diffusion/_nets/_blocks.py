@@ -74,6 +74,34 @@ class FiLM(eqx.Module):
         return h * (1.0 + gamma[expand]) + beta[expand]
 
 
+class Conv2d(eqx.Module):
+    """A 'same' 2-D convolution of one `(C, H, W)` image, computed channels-last.
+
+    XLA:CPU runs channels-first convolutions inside loop bodies about 10x slower than
+    outside them (jax-ml/jax#12868), and every sampler is a loop; channels-last
+    convolutions do not have the problem (measured: 3.0 ms vs 50 ms per call in a
+    `lax.scan`, 32 x 32 x 32 x 32). The interface stays channels-first.
+    """
+
+    weight: Float[Array, "kh kw c_in c_out"]
+    bias: Float[Array, " c_out"]
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, *, key: PRNGKeyArray):
+        reference = eqx.nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, key=key)
+        self.weight = jnp.transpose(reference.weight, (2, 3, 1, 0))
+        self.bias = reference.bias[:, 0, 0]
+
+    def __call__(self, x: Float[Array, "C H W"]) -> Float[Array, "D H W"]:
+        out = jax.lax.conv_general_dilated(
+            jnp.transpose(x, (1, 2, 0))[None],
+            self.weight,
+            (1, 1),
+            "SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )[0]
+        return jnp.transpose(out, (2, 0, 1)) + self.bias[:, None, None]
+
+
 def _groups(channels: int) -> int:
     return math.gcd(channels, 32)
 
@@ -83,24 +111,24 @@ class ResBlock(eqx.Module):
 
     norm1: eqx.nn.GroupNorm
     film1: FiLM
-    conv1: eqx.nn.Conv2d
+    conv1: Conv2d
     norm2: eqx.nn.GroupNorm
     film2: FiLM
-    conv2: eqx.nn.Conv2d
-    skip: eqx.nn.Conv2d | None
+    conv2: Conv2d
+    skip: Conv2d | None
     dropout: eqx.nn.Dropout
 
     def __init__(self, c_in: int, c_out: int, embedding_dim: int, dropout: float, *, key):
         keys = jax.random.split(key, 5)
         self.norm1 = eqx.nn.GroupNorm(_groups(c_in), c_in)
         self.film1 = FiLM(embedding_dim, c_in, key=keys[0])
-        self.conv1 = eqx.nn.Conv2d(c_in, c_out, 3, padding=1, key=keys[1])
+        self.conv1 = Conv2d(c_in, c_out, 3, key=keys[1])
         self.norm2 = eqx.nn.GroupNorm(_groups(c_out), c_out)
         self.film2 = FiLM(embedding_dim, c_out, key=keys[2])
-        conv2 = eqx.nn.Conv2d(c_out, c_out, 3, padding=1, key=keys[3])
+        conv2 = Conv2d(c_out, c_out, 3, key=keys[3])
         # Zero-initialised last conv: each block starts as the identity.
         self.conv2 = eqx.tree_at(lambda c: c.weight, conv2, jnp.zeros_like(conv2.weight))
-        self.skip = None if c_in == c_out else eqx.nn.Conv2d(c_in, c_out, 1, key=keys[4])
+        self.skip = None if c_in == c_out else Conv2d(c_in, c_out, 1, key=keys[4])
         self.dropout = eqx.nn.Dropout(dropout)
 
     def __call__(self, x, embedding, *, key: PRNGKeyArray | None, inference: bool):

@@ -11,6 +11,7 @@ from ._blocks import (
     Attention,
     ConditionEmbedding,
     Conditioning,
+    Conv2d,
     ResBlock,
     downsample,
     split_key,
@@ -29,13 +30,13 @@ class UNet(eqx.Module):
     [`spectral_diffusion.Denoiser`][].
     """
 
-    stem: eqx.nn.Conv2d
+    stem: Conv2d
     embedding: ConditionEmbedding
     down: list
     middle: list
     up: list
     head_norm: eqx.nn.GroupNorm
-    head: eqx.nn.Conv2d
+    head: Conv2d
     levels: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(
@@ -60,7 +61,7 @@ class UNet(eqx.Module):
         keys = iter(jax.random.split(key, 64))
         embed_dim = 4 * base_channels
         self.embedding = ConditionEmbedding(num_classes, embed_dim, key=next(keys))
-        self.stem = eqx.nn.Conv2d(in_channels, base_channels, 3, padding=1, key=next(keys))
+        self.stem = Conv2d(in_channels, base_channels, 3, key=next(keys))
         self.levels = tuple(channel_mults)
 
         def block(c_in, c_out, resolution):
@@ -96,7 +97,7 @@ class UNet(eqx.Module):
             if level > 0:
                 resolution *= 2
         self.head_norm = eqx.nn.GroupNorm(min(32, channels), channels)
-        head = eqx.nn.Conv2d(channels, in_channels, 3, padding=1, key=next(keys))
+        head = Conv2d(channels, in_channels, 3, key=next(keys))
         self.head = eqx.tree_at(
             lambda c: (c.weight, c.bias),
             head,

@@ -11,6 +11,7 @@ from jaxtyping import Array, Float, PRNGKeyArray
 from ._blocks import (
     ConditionEmbedding,
     Conditioning,
+    Conv2d,
     FiLM,
     ResBlock,
     downsample,
@@ -62,7 +63,7 @@ class UViT(eqx.Module):
     connections upsample back. Matmul-heavy, which suits CPUs and accelerators alike.
     """
 
-    stem: eqx.nn.Conv2d
+    stem: Conv2d
     embedding: ConditionEmbedding
     down: list
     to_tokens: eqx.nn.Linear
@@ -71,7 +72,7 @@ class UViT(eqx.Module):
     from_tokens: eqx.nn.Linear
     up: list
     head_norm: eqx.nn.GroupNorm
-    head: eqx.nn.Conv2d
+    head: Conv2d
     num_res_blocks: int = eqx.field(static=True)
 
     def __init__(
@@ -94,7 +95,7 @@ class UViT(eqx.Module):
         keys = iter(jax.random.split(key, 64))
         embed_dim = 4 * stage_channels[0]
         self.embedding = ConditionEmbedding(num_classes, embed_dim, key=next(keys))
-        self.stem = eqx.nn.Conv2d(in_channels, stage_channels[0], 3, padding=1, key=next(keys))
+        self.stem = Conv2d(in_channels, stage_channels[0], 3, key=next(keys))
         self.num_res_blocks = num_res_blocks
         self.down, channels = [], stage_channels[0]
         for c in stage_channels:
@@ -115,7 +116,7 @@ class UViT(eqx.Module):
                 self.up.append(ResBlock(channels + c, c, embed_dim, 0.0, key=next(keys)))
                 channels = c
         self.head_norm = eqx.nn.GroupNorm(min(32, channels), channels)
-        head = eqx.nn.Conv2d(channels, in_channels, 3, padding=1, key=next(keys))
+        head = Conv2d(channels, in_channels, 3, key=next(keys))
         self.head = eqx.tree_at(
             lambda c: (c.weight, c.bias),
             head,
