@@ -103,3 +103,66 @@ def test_cifar10(tmp_path):
         cifar10(tmp_path, "test")
     with pytest.raises(FileNotFoundError, match="data_batch_1"):
         cifar10(tmp_path / "nowhere", "train")
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _example(features: dict) -> bytes:
+    """A tf.train.Example, encoded by hand (wire format), as TFDS writes them."""
+    entries = b""
+    for name, value in features.items():
+        if isinstance(value, bytes):
+            feature = _field(1, _field(1, value))  # BytesList
+        else:
+            feature = _field(3, _field(1, b"".join(_varint(v) for v in value)))  # packed Int64List
+        entries += _field(1, _field(1, name.encode()) + _field(2, feature))
+    return _field(1, entries)
+
+
+def test_tfds_array_record(tmp_path):
+    import io
+
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    from spectral_diffusion.data import TFDSArrayRecord, parse_example
+
+    rng = np.random.default_rng(0)
+    pixels = []
+    writer = ArrayRecordWriter(
+        str(tmp_path / "imagenet2012-train.array_record-00000-of-00001"), "group_size:1"
+    )
+    for label in (3, 999):
+        array = rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG")
+        writer.write(
+            _example({"image": buffer.getvalue(), "label": [label], "file_name": b"x.JPEG"})
+        )
+        pixels.append(array)
+    writer.write(b"\x0a\x05garbage")
+    writer.close()
+    assert parse_example(_example({"label": [7, 300]}))["label"] == [7, 300]
+    source = TFDSArrayRecord(tmp_path, "train", 8)
+    assert len(source) == 3 and source.num_classes == 1000
+    item = source[1]
+    assert item["label"] == 999 and item["image"].shape == (3, 8, 8)
+    from spectral_diffusion.data import center_crop, resize, to_model_range
+
+    np.testing.assert_allclose(item["image"], to_model_range(resize(center_crop(pixels[1]), 8)))
+    with pytest.raises(ValueError, match="Record 2 .* not a valid image example"):
+        source[2]
+    with pytest.raises(ValueError, match="no '\\*-validation.array_record-\\*' files"):
+        TFDSArrayRecord(tmp_path, "validation", 8)
+    with pytest.raises(FileNotFoundError):
+        TFDSArrayRecord(tmp_path / "nowhere", "train", 8)

@@ -16,3 +16,4 @@ from ._sources import (
     npz_source as npz_source,
     training_batches as training_batches,
 )
+from ._tfds import TFDSArrayRecord as TFDSArrayRecord, parse_example as parse_example

@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DataConfig:
-    #: "builtin_patches", "npz", "image_folder" or "cifar10".
+    #: "builtin_patches", "npz", "image_folder", "cifar10" or "tfds" (ArrayRecord).
     source: str = "builtin_patches"
     path: str | None = None
     image_size: int = 32

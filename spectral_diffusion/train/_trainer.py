@@ -41,6 +41,7 @@ def build_source(config: TrainConfig, split: str = "train"):
         "npz": lambda: data_lib.npz_source(data.path),
         "image_folder": lambda: data_lib.image_folder(data.path, data.image_size),
         "cifar10": lambda: data_lib.cifar10(data.path, split),
+        "tfds": lambda: data_lib.TFDSArrayRecord(data.path, split, data.image_size),
     }
     check_choice(data.source, "data.source", builders)
     if data.source != "builtin_patches" and not data.path:
