@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import spectral_diffusion as sd  # noqa: E402
 from reproduce.configs.train import PRESETS  # noqa: E402
 from spectral_diffusion.train._trainer import (  # noqa: E402
-    build_schedule_fn,
+    build_schedules,
     build_source,
     init_state,
     make_train_step,
@@ -54,13 +54,17 @@ def main() -> None:
     config = PRESETS["cpu"]
     source = build_source(config)
     state = init_state(config, source.num_classes)
-    step = make_train_step(config, source.num_classes, build_schedule_fn(config, source))
+    schedules = build_schedules(config, source)
+    step = make_train_step(config, source.num_classes, schedules.schedule)
     batch = config.data.batch_size
     images = jnp.asarray(source.images[:batch])
     labels = jnp.asarray(source.labels[:batch])
+    knots = schedules.knots(images)
     key = jax.random.key(0)
     with jax.numpy_dtype_promotion("standard"):
-        t_step = median_seconds(lambda: step(state, images, labels, key)[1]["loss"], args.repeats)
+        t_step = median_seconds(
+            lambda: step(state, images, labels, knots, key)[1]["loss"], args.repeats
+        )
 
     denoiser = state.ema
     schedules = sd.spectral_schedule(sd.rapsd(images))

@@ -26,7 +26,7 @@ from spectral_diffusion.train import (
     restore,
     train,
 )
-from spectral_diffusion.train._trainer import build_schedule_fn, make_train_step
+from spectral_diffusion.train._trainer import build_schedules, make_train_step
 
 
 TINY = TrainConfig(
@@ -101,13 +101,16 @@ def test_four_devices_match_one():
     assert jax.device_count() == 4
     source = sd.data.BuiltinPatches(8, patches_per_image=4)
     state = init_state(TINY, source.num_classes)
-    step = make_train_step(TINY, source.num_classes, build_schedule_fn(TINY, source))
+    schedules = build_schedules(TINY, source)
+    step = make_train_step(TINY, source.num_classes, schedules.schedule)
     images, labels = jnp.asarray(source.images[:8]), jnp.asarray(source.labels[:8])
+    knots = schedules.knots(images)
     key = jax.random.key(3)
-    one, _ = step(state, images, labels, key)
+    one, _ = step(state, images, labels, knots, key)
     mesh = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Auto,))
     split = NamedSharding(mesh, PartitionSpec("data"))
-    four, _ = step(state, jax.device_put(images, split), jax.device_put(labels, split), key)
+    put = lambda a: jax.device_put(a, split)  # noqa: E731
+    four, _ = step(state, put(images), put(labels), put(knots), key)
     assert tree_allclose(leaves(one), leaves(four), rtol=1e-5, atol=1e-6)
 
 
@@ -117,12 +120,14 @@ def test_tiny_model_overfits_eight_images():
         TINY, optim=OptimConfig(learning_rate=1e-2, warmup_steps=1), steps=150
     )
     state = init_state(config, source.num_classes)
-    step = make_train_step(config, source.num_classes, build_schedule_fn(config, source))
+    schedules = build_schedules(config, source)
+    step = make_train_step(config, source.num_classes, schedules.schedule)
     images, labels = jnp.asarray(source.images[::8][:8]), jnp.asarray(source.labels[::8][:8])
+    knots = schedules.knots(images)
     key = jax.random.key(0)  # the same t and noise every step: a fixed objective
     losses = []
     for _ in range(150):
-        state, metrics = step(state, images, labels, key)
+        state, metrics = step(state, images, labels, knots, key)
         losses.append(float(metrics["loss"]))
     assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
 

@@ -7,6 +7,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -23,7 +24,7 @@ from .._checks import check_choice
 from .._conditioning import ScheduleMixture
 from .._losses import EpsLoss, Loss, SigmoidWeighting, VLoss, WeightedEpsLoss, batch_loss
 from .._nets import PARAMETERISATIONS, Denoiser, UNet, UViT
-from .._schedules import Cosine, InterpolatedCosine, Schedule
+from .._schedules import Cosine, InterpolatedCosine, PiecewiseLinear, Schedule
 from .._schedules._spectral import global_spectral_schedule, spectral_schedule
 from .._spectrum import rapsd
 from ._config import TrainConfig
@@ -71,21 +72,30 @@ def build_loss(config: TrainConfig) -> Loss:
     return kinds[loss.kind]()
 
 
-def build_schedule_fn(config: TrainConfig, source) -> Callable[[Float[Array, "B C H W"]], Schedule]:
-    """A function from a batch of images to the schedule(s) that train on it."""
+class ScheduleSource(NamedTuple):
+    """How a run gets its schedules: `knots(images)` computes per-example knots in the
+    data pipeline (or is `None`), and `schedule(knots)` turns a batch's knots (or
+    `None`) into the schedule(s) the loss uses."""
+
+    knots: Callable[[np.ndarray], np.ndarray] | None
+    schedule: Callable[[Float[Array, "B K"] | None], Schedule]
+
+
+def build_schedules(config: TrainConfig, source) -> ScheduleSource:
     s = config.schedule
     spectral = dict(kind=s.spectral_kind, weight=s.weight, num_knots=s.num_knots)
     kinds = {"spectral", "global_spectral", "interpolated_cosine", "cosine"}
     check_choice(s.kind, "schedule.kind", dict.fromkeys(kinds))
     if s.kind == "spectral":
-        return lambda images: spectral_schedule(rapsd(images), **spectral)
+        knots = jax.jit(lambda images: spectral_schedule(rapsd(images), **spectral).knots)
+        return ScheduleSource(knots, PiecewiseLinear)
     if s.kind == "global_spectral":
         fixed = global_spectral_schedule(dataset_rapsd(source), **spectral)
     elif s.kind == "interpolated_cosine":
         fixed = InterpolatedCosine(config.data.image_size, low=s.low)
     else:
         fixed = Cosine()
-    return lambda images: fixed
+    return ScheduleSource(None, lambda knots: fixed)
 
 
 def dataset_rapsd(source, batch_size: int = 256) -> Float[np.ndarray, "N bins"]:
@@ -150,17 +160,19 @@ def init_state(config: TrainConfig, num_classes: int) -> TrainState:
     return TrainState(denoiser, denoiser, opt_state, jnp.zeros((), jnp.int32))
 
 
-def make_train_step(config: TrainConfig, num_classes: int, schedule_fn) -> Callable:
+def make_train_step(
+    config: TrainConfig, num_classes: int, schedule_of: Callable[..., Schedule]
+) -> Callable:
     loss, optimizer = build_loss(config), build_optimizer(config)
     decay = config.optim.ema_decay
 
     @eqx.filter_jit
-    def train_step(state: TrainState, images, labels, key):
+    def train_step(state: TrainState, images, labels, knots, key):
         def objective(denoiser):
             return batch_loss(
                 loss,
                 denoiser,
-                schedule_fn(images),
+                schedule_of(knots),
                 images,
                 labels,
                 key=key,
@@ -329,11 +341,15 @@ def train(
     start = int(state.step)
     _truncate_metrics(workdir / "metrics.jsonl", start)
 
+    schedules = build_schedules(config, source)
     batches = data_lib.training_batches(
-        source, config.data.batch_size, seed=config.seed, flip=config.data.flip
+        source,
+        config.data.batch_size,
+        seed=config.seed,
+        flip=config.data.flip,
+        knots=schedules.knots,
     )
-    schedule_fn = build_schedule_fn(config, source)
-    train_step = make_train_step(config, num_classes, schedule_fn)
+    train_step = make_train_step(config, num_classes, schedules.schedule)
     base_key = jax.random.key(config.seed + 1)
     per_host = config.data.batch_size // jax.process_count()
     host = slice(jax.process_index() * per_host, (jax.process_index() + 1) * per_host)
@@ -345,7 +361,11 @@ def train(
             batch = batches[step]
             images = jax.make_array_from_process_local_data(split, batch["image"][host])
             labels = jax.make_array_from_process_local_data(split, batch["label"][host])
-            state, metrics = train_step(state, images, labels, jax.random.fold_in(base_key, step))
+            knots = batch.get("knots")
+            if knots is not None:
+                knots = jax.make_array_from_process_local_data(split, knots[host])
+            key = jax.random.fold_in(base_key, step)
+            state, metrics = train_step(state, images, labels, knots, key)
             seen += config.data.batch_size
             done = step + 1
             if done % config.log_every == 0 or done == total:
