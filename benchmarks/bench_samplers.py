@@ -11,12 +11,11 @@ times with the cheapest possible update. Same N, same batch, one run, median of
 import argparse
 import os
 import platform
-import statistics
-import time
 
 import diffrax
 import jax
 import jax.numpy as jnp
+from _timing import median_seconds
 
 import spectral_diffusion as sd
 
@@ -32,16 +31,6 @@ def tiny_denoiser(key):
         return jnp.tanh(out + 0.01 * lam)
 
     return denoise
-
-
-def median_seconds(fn, *args, repeats):
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

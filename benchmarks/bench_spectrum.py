@@ -12,26 +12,15 @@ compilation). Prints a markdown table with the ratios.
 import argparse
 import os
 import platform
-import statistics
-import time
 
 import jax
 import numpy as np
+from _timing import median_seconds
 
 import spectral_diffusion as sd
 
 
 SHAPES = ((256, 3, 64, 64), (32, 3, 256, 256))
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up (and compilation for JAX)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def pysteps_rapsd(x: np.ndarray) -> np.ndarray:
@@ -66,10 +55,10 @@ def main() -> None:
     for shape in SHAPES:
         x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
         x_device = jax.device_put(x)
-        ours = median_seconds(lambda: rapsd(x_device).block_until_ready(), args.repeats)
-        floor = median_seconds(lambda: np.fft.fft2(x, norm="ortho"), args.repeats)
+        ours = median_seconds(lambda: rapsd(x_device), repeats=args.repeats)
+        floor = median_seconds(lambda: np.fft.fft2(x, norm="ortho"), repeats=args.repeats)
         if have_pysteps:
-            theirs = median_seconds(lambda: pysteps_rapsd(x), max(1, args.repeats // 3))
+            theirs = median_seconds(lambda: pysteps_rapsd(x), repeats=max(1, args.repeats // 3))
             theirs_cell, ratio_cell = f"{theirs * 1e3:.1f} ms", f"{theirs / ours:.1f}×"
         else:
             theirs_cell = ratio_cell = "not installed"

@@ -13,13 +13,12 @@ Everything in one run; medians of --repeats timings.
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from _timing import median_seconds
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -35,16 +34,6 @@ from spectral_diffusion.train._trainer import (  # noqa: E402
 
 
 NFE = 32
-
-
-def median_seconds(fn, repeats):
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -63,7 +52,7 @@ def main() -> None:
     key = jax.random.key(0)
     with jax.numpy_dtype_promotion("standard"):
         t_step = median_seconds(
-            lambda: step(state, images, labels, knots, key)[1]["loss"], args.repeats
+            lambda: step(state, images, labels, knots, key)[1]["loss"], repeats=args.repeats
         )
 
     denoiser = state.ema
@@ -92,8 +81,8 @@ def main() -> None:
 
         return jax.vmap(one)(schedules, z1, labels)
 
-    t_sampler = median_seconds(lambda: sampler(schedules, z1, labels), args.repeats)
-    t_bare = median_seconds(lambda: bare(schedules, z1, labels), args.repeats)
+    t_sampler = median_seconds(lambda: sampler(schedules, z1, labels), repeats=args.repeats)
+    t_bare = median_seconds(lambda: bare(schedules, z1, labels), repeats=args.repeats)
     print(f"# bench_train — {platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}\n")
     print("| measurement | value |")
     print("|---|---|")

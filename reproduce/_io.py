@@ -1,5 +1,6 @@
 """Result files are written atomically: a crash mid-write never leaves a torn file."""
 
+import argparse
 import json
 import os
 import platform
@@ -32,13 +33,26 @@ def atomic_write_json(path: str | os.PathLike, obj: object) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
-def atomic_savefig(figure, path: str | os.PathLike, **kwargs) -> Path:
-    """`figure.savefig` through a temporary file (the format follows `path`'s suffix)."""
+def save_figure(figure, path: str | os.PathLike, *, dpi: int = 110) -> Path:
+    """Lay out, write atomically (the format follows `path`'s suffix) and close."""
     import io
 
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
     buffer = io.BytesIO()
-    figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
+    figure.savefig(buffer, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
+    plt.close(figure)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def argument_parser(module: str, doc: str) -> argparse.ArgumentParser:
+    """The parser of `python -m <module>`, with the module docstring as its help."""
+    return argparse.ArgumentParser(
+        prog=f"python -m {module}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def run_metadata(module: str, argv: list[str]) -> dict:

@@ -9,7 +9,6 @@ interpolated-cosine and EDM schedules) and `spectra.png` (the RAPSDs with the 8-
 quantisation floor). Photographs smaller than a size are not upsampled for it.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,7 +19,13 @@ from tqdm import tqdm
 import spectral_diffusion as sd
 from spectral_diffusion.data import BUILTIN_PHOTOGRAPHS, builtin_images
 
-from ._io import atomic_savefig, atomic_write_json, atomic_write_text, run_metadata
+from ._io import (
+    argument_parser,
+    atomic_write_json,
+    atomic_write_text,
+    run_metadata,
+    save_figure,
+)
 
 
 SIZES = (32, 64, 128, 256, 512)
@@ -117,9 +122,7 @@ def plot_schedules(results, path: Path) -> None:
     axes[0].set_ylabel("logSNR λ(t)")
     axes[-1].legend(fontsize=7, loc="lower left")
     fig.suptitle("Tight spectral schedules of the built-in photographs vs hand-tuned schedules")
-    fig.tight_layout()
-    atomic_savefig(fig, path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_spectra(results, path: Path) -> None:
@@ -143,18 +146,12 @@ def plot_spectra(results, path: Path) -> None:
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("RAPSD $P_b$ (DC omitted)")
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    atomic_savefig(fig, path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(
-        prog="python -m reproduce.demo",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = argument_parser("reproduce.demo", __doc__)
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
     parser.add_argument(
         "--sizes", type=int, nargs="+", default=list(SIZES), help="image sizes in pixels"

@@ -12,7 +12,6 @@ closed form. Writes DIR/oracle.json, DIR/oracle.md and DIR/oracle_w2.png,
 DIR/oracle_kl.png.
 """
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,13 @@ from tqdm import tqdm
 import spectral_diffusion as sd
 from spectral_diffusion.data import builtin_images
 
-from ._io import atomic_savefig, atomic_write_json, atomic_write_text, run_metadata
+from ._io import (
+    argument_parser,
+    atomic_write_json,
+    atomic_write_text,
+    run_metadata,
+    save_figure,
+)
 from .configs.oracle import PRESETS, OracleConfig
 
 
@@ -326,18 +331,12 @@ def plot(config: OracleConfig, records: list[dict], metric: str, path: Path) -> 
                 ax.set_ylabel(f"{metric.upper()} (exact)")
     axes[0, -1].legend(fontsize=6)
     fig.suptitle(f"Gaussian oracle: {metric.upper()} vs NFE (solid: spectral schedules)")
-    fig.tight_layout()
-    atomic_savefig(fig, path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(
-        prog="python -m reproduce.oracle",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = argument_parser("reproduce.oracle", __doc__)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--out", type=Path, default=Path("out/oracle"))
     args = parser.parse_args(argv)

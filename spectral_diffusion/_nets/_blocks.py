@@ -58,12 +58,10 @@ class FiLM(eqx.Module):
     linear: eqx.nn.Linear
 
     def __init__(self, embedding_dim: int, channels: int, *, key: PRNGKeyArray):
-        linear = eqx.nn.Linear(embedding_dim, 2 * channels, key=key)
         # Start as the identity: gamma = beta = 0.
-        self.linear = eqx.tree_at(
+        self.linear = zeroed(
+            eqx.nn.Linear(embedding_dim, 2 * channels, key=key),
             lambda layer: (layer.weight, layer.bias),
-            linear,
-            (jnp.zeros_like(linear.weight), jnp.zeros(2 * channels)),
         )
 
     def __call__(
@@ -106,6 +104,25 @@ def _groups(channels: int) -> int:
     return math.gcd(channels, 32)
 
 
+def zeroed(module, where):
+    """`module` with the arrays `where` selects set to zero (blocks start as identities)."""
+    return eqx.tree_at(where, module, replace_fn=jnp.zeros_like)
+
+
+class OutputHead(eqx.Module):
+    """GroupNorm -> SiLU -> zero-initialised conv: a fresh network outputs exactly 0."""
+
+    norm: eqx.nn.GroupNorm
+    conv: Conv2d
+
+    def __init__(self, channels: int, out_channels: int, *, key: PRNGKeyArray):
+        self.norm = eqx.nn.GroupNorm(_groups(channels), channels)
+        self.conv = zeroed(Conv2d(channels, out_channels, 3, key=key), lambda c: (c.weight, c.bias))
+
+    def __call__(self, h: Float[Array, "C H W"]) -> Float[Array, "D H W"]:
+        return self.conv(jax.nn.silu(self.norm(h)))
+
+
 class ResBlock(eqx.Module):
     """GroupNorm -> FiLM -> SiLU -> conv, twice, with dropout between and a residual."""
 
@@ -125,9 +142,8 @@ class ResBlock(eqx.Module):
         self.conv1 = Conv2d(c_in, c_out, 3, key=keys[1])
         self.norm2 = eqx.nn.GroupNorm(_groups(c_out), c_out)
         self.film2 = FiLM(embedding_dim, c_out, key=keys[2])
-        conv2 = Conv2d(c_out, c_out, 3, key=keys[3])
         # Zero-initialised last conv: each block starts as the identity.
-        self.conv2 = eqx.tree_at(lambda c: c.weight, conv2, jnp.zeros_like(conv2.weight))
+        self.conv2 = zeroed(Conv2d(c_out, c_out, 3, key=keys[3]), lambda c: c.weight)
         self.skip = None if c_in == c_out else Conv2d(c_in, c_out, 1, key=keys[4])
         self.dropout = eqx.nn.Dropout(dropout)
 
@@ -146,9 +162,8 @@ class Attention(eqx.Module):
 
     def __init__(self, channels: int, num_heads: int, *, key):
         self.norm = eqx.nn.GroupNorm(_groups(channels), channels)
-        attention = eqx.nn.MultiheadAttention(num_heads, channels, key=key)
-        self.attention = eqx.tree_at(
-            lambda a: a.output_proj.weight, attention, jnp.zeros_like(attention.output_proj.weight)
+        self.attention = zeroed(
+            eqx.nn.MultiheadAttention(num_heads, channels, key=key), lambda a: a.output_proj.weight
         )
 
     def __call__(self, x: Float[Array, "C H W"]) -> Float[Array, "C H W"]:

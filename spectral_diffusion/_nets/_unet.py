@@ -12,6 +12,7 @@ from ._blocks import (
     ConditionEmbedding,
     Conditioning,
     Conv2d,
+    OutputHead,
     ResBlock,
     downsample,
     split_key,
@@ -35,8 +36,7 @@ class UNet(eqx.Module):
     down: list
     middle: list
     up: list
-    head_norm: eqx.nn.GroupNorm
-    head: Conv2d
+    head: OutputHead
     levels: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(
@@ -96,13 +96,7 @@ class UNet(eqx.Module):
                 channels = base_channels * mult
             if level > 0:
                 resolution *= 2
-        self.head_norm = eqx.nn.GroupNorm(min(32, channels), channels)
-        head = Conv2d(channels, in_channels, 3, key=next(keys))
-        self.head = eqx.tree_at(
-            lambda c: (c.weight, c.bias),
-            head,
-            (jnp.zeros_like(head.weight), jnp.zeros_like(head.bias)),
-        )
+        self.head = OutputHead(channels, in_channels, key=next(keys))
 
     def __call__(
         self,
@@ -145,4 +139,4 @@ class UNet(eqx.Module):
                 h = h if attn is None else attn(h)
             if level > 0:
                 h = upsample(h)
-        return self.head(jax.nn.silu(self.head_norm(h)))
+        return self.head(h)

@@ -13,10 +13,12 @@ from ._blocks import (
     Conditioning,
     Conv2d,
     FiLM,
+    OutputHead,
     ResBlock,
     downsample,
     split_key,
     upsample,
+    zeroed,
 )
 
 
@@ -35,15 +37,15 @@ class TransformerBlock(eqx.Module):
         keys = jax.random.split(key, 4)
         self.norm1 = eqx.nn.LayerNorm(dim, use_weight=False, use_bias=False)
         self.film1 = FiLM(embedding_dim, dim, key=keys[0])
-        attention = eqx.nn.MultiheadAttention(num_heads, dim, key=keys[1])
-        self.attention = eqx.tree_at(
-            lambda a: a.output_proj.weight, attention, jnp.zeros_like(attention.output_proj.weight)
+        self.attention = zeroed(
+            eqx.nn.MultiheadAttention(num_heads, dim, key=keys[1]), lambda a: a.output_proj.weight
         )
         self.norm2 = eqx.nn.LayerNorm(dim, use_weight=False, use_bias=False)
         self.film2 = FiLM(embedding_dim, dim, key=keys[2])
-        mlp = eqx.nn.MLP(dim, dim, 4 * dim, depth=1, activation=jax.nn.gelu, key=keys[3])
-        last = mlp.layers[-1]
-        self.mlp = eqx.tree_at(lambda m: m.layers[-1].weight, mlp, jnp.zeros_like(last.weight))
+        self.mlp = zeroed(
+            eqx.nn.MLP(dim, dim, 4 * dim, depth=1, activation=jax.nn.gelu, key=keys[3]),
+            lambda m: m.layers[-1].weight,
+        )
         self.dropout = eqx.nn.Dropout(dropout)
 
     def __call__(self, tokens, embedding, *, key):
@@ -71,8 +73,7 @@ class UViT(eqx.Module):
     transformer: list
     from_tokens: eqx.nn.Linear
     up: list
-    head_norm: eqx.nn.GroupNorm
-    head: Conv2d
+    head: OutputHead
     num_res_blocks: int = eqx.field(static=True)
 
     def __init__(
@@ -115,13 +116,7 @@ class UViT(eqx.Module):
             for _ in range(num_res_blocks):
                 self.up.append(ResBlock(channels + c, c, embed_dim, 0.0, key=next(keys)))
                 channels = c
-        self.head_norm = eqx.nn.GroupNorm(min(32, channels), channels)
-        head = Conv2d(channels, in_channels, 3, key=next(keys))
-        self.head = eqx.tree_at(
-            lambda c: (c.weight, c.bias),
-            head,
-            (jnp.zeros_like(head.weight), jnp.zeros_like(head.bias)),
-        )
+        self.head = OutputHead(channels, in_channels, key=next(keys))
 
     def __call__(
         self,
@@ -154,4 +149,4 @@ class UViT(eqx.Module):
                 h = block(jnp.concatenate([h, skips.pop()]), embedding, key=None, inference=True)
             if stage < stages - 1:
                 h = upsample(h)
-        return self.head(jax.nn.silu(self.head_norm(h)))
+        return self.head(h)
