@@ -14,6 +14,7 @@ from . import (
     data as data,
     gaussian as gaussian,
     losses as losses,
+    metrics as metrics,
     nets as nets,
     samplers as samplers,
     schedules as schedules,

@@ -7,6 +7,7 @@ from pathlib import Path
 import spectral_diffusion as sd
 import spectral_diffusion.data
 import spectral_diffusion.gaussian
+import spectral_diffusion.metrics
 import spectral_diffusion.train
 
 
