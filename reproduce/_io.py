@@ -1,36 +1,16 @@
-"""Result files are written atomically: a crash mid-write never leaves a torn file."""
+"""Helpers of the reproduce scripts. Result files are written atomically (the
+library's own writer, shared with checkpoints' metadata and schedule mixtures)."""
 
 import argparse
-import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write `data` to a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_json(path: str | os.PathLike, obj: object) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+from spectral_diffusion._io import (
+    atomic_write_bytes as atomic_write_bytes,
+    atomic_write_json as atomic_write_json,
+    atomic_write_text as atomic_write_text,
+)
 
 
 def save_figure(figure, path: str | os.PathLike, *, dpi: int = 110) -> Path:

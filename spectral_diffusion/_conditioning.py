@@ -1,5 +1,6 @@
 r"""Class-conditional Gaussian mixtures over schedules (SPEC §4)."""
 
+import io
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from ._checks import check_finite, check_min_ndim
+from ._io import atomic_write_bytes
 from ._schedules import PiecewiseLinear
 
 
@@ -182,11 +184,9 @@ class ScheduleMixture(eqx.Module):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to `.npz` atomically (temporary file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, **{k: np.asarray(v) for k, v in self.__dict__.items()})
-        os.replace(tmp, path)
-        return path
+        buffer = io.BytesIO()
+        np.savez(buffer, **{k: np.asarray(v) for k, v in self.__dict__.items()})
+        return atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ScheduleMixture":

@@ -120,7 +120,6 @@ def pixel_fd(images_a: ArrayLike, images_b: ArrayLike) -> float:
 def log_rapsd(images: Float[ArrayLike, "B C H W"]) -> Float[jax.Array, "B bins"]:
     """Per-image log-RAPSD features (with the 8-bit floor, so logs stay finite)."""
 
-
     return jnp.log(floored_rapsd(rapsd(images, value_range=None)))
 
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from .. import data as data_lib
 from .._checks import check_choice
 from .._conditioning import ScheduleMixture
+from .._io import atomic_write_text
 from .._losses import EpsLoss, Loss, SigmoidWeighting, VLoss, WeightedEpsLoss, batch_loss
 from .._nets import PARAMETERISATIONS, Denoiser, UNet, UViT
 from .._schedules import Cosine, InterpolatedCosine, PiecewiseLinear, Schedule
@@ -253,12 +254,6 @@ def restore(workdir: str | os.PathLike) -> TrainState:
 # ---------------------------------------------------------------- the loop
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 class _StopRequested:
     """SIGTERM/SIGINT set a flag; the loop checkpoints and returns at the next step."""
 
@@ -319,8 +314,8 @@ def train(
         config.to_json()
     ):
         raise ValueError(f"{workdir} holds a run with a different config; use a new workdir.")
-    _write_atomic(config_path, config.to_json())
-    _write_atomic(workdir / "run.json", json.dumps({"num_classes": num_classes}))
+    atomic_write_text(config_path, config.to_json())
+    atomic_write_text(workdir / "run.json", json.dumps({"num_classes": num_classes}))
 
     # Auto axes: XLA propagates the batch sharding through every op (GSPMD), so the
     # library's functions need no sharding annotations.
@@ -401,4 +396,4 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.is_file():
         return
     kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-    _write_atomic(path, "".join(line + "\n" for line in kept))
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
