@@ -50,10 +50,9 @@ def main() -> None:
     labels = jnp.asarray(source.labels[:batch])
     knots = schedules.knots(images)
     key = jax.random.key(0)
-    with jax.numpy_dtype_promotion("standard"):
-        t_step = median_seconds(
-            lambda: step(state, images, labels, knots, key)[1]["loss"], repeats=args.repeats
-        )
+    t_step = median_seconds(
+        lambda: step(state, images, labels, knots, key)[1]["loss"], repeats=args.repeats
+    )
 
     denoiser = state.ema
     schedules = sd.spectral_schedule(sd.rapsd(images))

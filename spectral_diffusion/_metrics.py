@@ -132,3 +132,15 @@ def spectral_fd(images_a: ArrayLike, images_b: ArrayLike, *, batch_size: int = 2
         extract(log_rapsd, images_a, batch_size=batch_size, desc="log-RAPSD (a)"),
         extract(log_rapsd, images_b, batch_size=batch_size, desc="log-RAPSD (b)"),
     )
+
+
+def classifier_fd(
+    model, images_a: ArrayLike, images_b: ArrayLike, *, batch_size: int = 256
+) -> float:
+    """Fréchet distance between Gaussian fits of a trained
+    [`spectral_diffusion.metrics.PatchClassifier`][]'s features."""
+    features = jax.vmap(model.features)
+    return fd(
+        extract(features, images_a, batch_size=batch_size, desc="classifier features (a)"),
+        extract(features, images_b, batch_size=batch_size, desc="classifier features (b)"),
+    )

@@ -79,3 +79,35 @@ def test_bad_input():
         sd.metrics.fd(np.full((4, 3), np.nan), np.zeros((5, 3)))
     with pytest.raises(ValueError, match="Feature sizes differ"):
         sd.metrics.kid(np.zeros((4, 3)), np.zeros((5, 2)))
+
+
+def test_classifier_features_are_deterministic_cached_and_useful(tmp_path):
+    import equinox as eqx
+    import jax
+
+    train = BuiltinPatches(16, "train", patches_per_image=48, context=64)
+    test = BuiltinPatches(16, "test", patches_per_image=16, context=64)
+    first = sd.metrics.train_classifier(
+        train.images, train.labels, steps=200, cache_dir=tmp_path / "a"
+    )
+    again = sd.metrics.train_classifier(
+        train.images, train.labels, steps=200, cache_dir=tmp_path / "b"
+    )
+    leaves = lambda m: jax.tree.leaves(eqx.filter(m, eqx.is_array))  # noqa: E731
+    assert all(np.array_equal(x, y) for x, y in zip(leaves(first), leaves(again)))  # deterministic
+    assert len(list((tmp_path / "a").glob("classifier-*.eqx"))) == 1
+    cached = sd.metrics.train_classifier(
+        train.images, train.labels, steps=200, cache_dir=tmp_path / "a"
+    )
+    assert all(np.array_equal(x, y) for x, y in zip(leaves(first), leaves(cached)))
+    accuracy = np.mean(np.argmax(np.asarray(jax.vmap(first)(test.images)), -1) == test.labels)
+    assert accuracy > 3 / train.num_classes  # held-out patches: well above chance
+    noise = np.clip(np.random.default_rng(0).normal(0, 0.5, test.images.shape), -1, 1).astype(
+        np.float32
+    )
+    assert sd.metrics.classifier_fd(first, test.images, test.images) == pytest.approx(0, abs=1e-6)
+    assert sd.metrics.classifier_fd(first, test.images, noise) > sd.metrics.classifier_fd(
+        first, train.images, test.images
+    )
+    with pytest.raises(ValueError, match=r"`images` must be \(N >= 1"):
+        sd.metrics.train_classifier(np.zeros((0, 3, 8, 8)), np.zeros(0), cache_dir=tmp_path)

@@ -44,14 +44,6 @@ TINY = TrainConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def standard_promotion():
-    """optax's Adam bias correction computes `float ** int32`, which strict dtype
-    promotion rejects; the library's own code runs strict everywhere else."""
-    with jax.numpy_dtype_promotion("standard"):
-        yield
-
-
 def leaves(state):
     return jax.tree.leaves(eqx.filter(state, eqx.is_array))
 

@@ -183,7 +183,10 @@ def make_train_step(
 
         value, grads = eqx.filter_value_and_grad(objective)(state.denoiser)
         params = eqx.filter(state.denoiser, eqx.is_array)
-        updates, opt_state = optimizer.update(grads, state.opt_state, params)
+        # optax's Adam bias correction computes float ** int32, which strict dtype
+        # promotion rejects; keep users' strict mode working around it.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, state.opt_state, params)
         denoiser = eqx.apply_updates(state.denoiser, updates)
         ema = jax.tree.map(
             lambda e, p: decay * e + (1.0 - decay) * p,
