@@ -194,7 +194,7 @@ def make_train_step(
             eqx.filter(denoiser, eqx.is_array),
         )
         ema = eqx.combine(ema, state.ema)
-        metrics = {"loss": value, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": value, "grad_norm": optax.tree_utils.tree_norm(grads)}
         return TrainState(denoiser, ema, opt_state, state.step + 1), metrics
 
     return train_step
