@@ -14,7 +14,7 @@ from ._checks import check_in_range, check_min_ndim, fail_if
 from ._samplers._common import alpha_sigma_of, check_num_steps, check_per_example, logsnr_grid
 from ._samplers._diffrax import ode
 from ._schedules import Schedule
-from ._spectrum import RANGE_TOLERANCE
+from ._spectrum import RANGE_TOLERANCE, filter_frequencies, power_spectrum
 
 
 def spectral_errors(
@@ -73,18 +73,13 @@ class GaussianSpectral(eqx.Module):
         """
         check_min_ndim(x, "x", 3, "(C, H, W)")
         x = check_in_range(x, "x", (-1.0, 1.0), RANGE_TOLERANCE)
-        power = jnp.abs(jnp.fft.fft2(x, norm="ortho")) ** 2
+        power = power_spectrum(x)
         return cls(power + jnp.asarray(quantization_noise_power(bits), power.dtype))
 
     def sample(self, key: PRNGKeyArray, num_samples: int) -> Float[Array, "num_samples C H W"]:
         """Draw `num_samples` images from the Gaussian."""
         white = jax.random.normal(key, (num_samples, *self.variances.shape), self.variances.dtype)
-        return self._filter(white, jnp.sqrt(self.variances))
-
-    def _filter(self, x: Float[Array, "*batch C H W"], gain) -> Float[Array, "*batch C H W"]:
-        spectrum = jnp.fft.fft2(x, norm="ortho")
-        gain = jnp.broadcast_to(gain, x.shape).astype(spectrum.dtype)
-        return jnp.real(jnp.fft.ifft2(gain * spectrum, norm="ortho")).astype(x.dtype)
+        return filter_frequencies(white, jnp.sqrt(self.variances))
 
     def _wiener_gain(self, lam: Float[ArrayLike, ""]) -> Float[Array, "C H W"]:
         alpha, sigma = alpha_sigma_of(jnp.asarray(lam))
@@ -94,7 +89,7 @@ class GaussianSpectral(eqx.Module):
         self, z: Float[Array, "C H W"], lam: Float[ArrayLike, ""], cond=None
     ) -> Float[Array, "C H W"]:
         r"""The exact denoiser $E[x \mid z_\lambda]$ (a `denoise(z, lam, cond)`)."""
-        return self._filter(z, self._wiener_gain(lam))
+        return filter_frequencies(z, self._wiener_gain(lam))
 
     def _band_denoise(self, z_hat, lam, cond=None):
         # The same Wiener filter acting on Fourier coefficients directly: with it,
@@ -222,5 +217,5 @@ class GaussianSpectral(eqx.Module):
         z_key, sampler_key = jax.random.split(key)
         z1 = jax.random.normal(z_key, (num_samples, *self.variances.shape), self.variances.dtype)
         samples = jax.vmap(sampler)(z1, jax.random.split(sampler_key, num_samples))
-        variance = jnp.mean(jnp.abs(jnp.fft.fft2(samples, norm="ortho")) ** 2, axis=0)
+        variance = jnp.mean(power_spectrum(samples), axis=0)
         return {**self.errors(variance), "variance": variance}

@@ -41,6 +41,17 @@ def power_spectrum(x: ArrayLike) -> Float[Array, "*batch H W"]:
     return jnp.abs(jnp.fft.fft2(x, norm="ortho")) ** 2
 
 
+def filter_frequencies(
+    x: Float[Array, "*batch H W"], gain: Float[ArrayLike, "*#batch H W"]
+) -> Float[Array, "*batch H W"]:
+    r"""$\operatorname{Re}\,\mathrm{IDFT}(g \odot \mathrm{DFT}(x))$ over the last two
+    axes (orthonormal DFT), for a real per-frequency gain $g$ broadcast to `x`. A gain
+    symmetric under $k \to -k$ maps real images to real images exactly."""
+    spectrum = jnp.fft.fft2(x, norm="ortho")
+    gain = jnp.broadcast_to(gain, x.shape).astype(spectrum.dtype)
+    return jnp.real(jnp.fft.ifft2(gain * spectrum, norm="ortho")).astype(x.dtype)
+
+
 def frequency_radii(height: int, width: int) -> np.ndarray:
     # Integer frequency coordinates rescaled to the short side, so that a
     # non-square image has circular (not elliptical) bins in physical frequency.

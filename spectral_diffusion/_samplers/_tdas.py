@@ -16,7 +16,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .._checks import check_finite, check_min_ndim
-from .._spectrum import frequency_radii, rapsd
+from .._spectrum import filter_frequencies, frequency_radii, rapsd
 
 
 class FrequencyFilter(eqx.Module):
@@ -61,10 +61,7 @@ class FrequencyFilter(eqx.Module):
         return gain
 
     def __call__(self, noise: Float[Array, "*batch H W"]) -> Float[Array, "*batch H W"]:
-        gain = self.gain(*noise.shape[-2:])
-        spectrum = jnp.fft.fft2(noise, norm="ortho")
-        gain = jnp.broadcast_to(gain, spectrum.shape).astype(spectrum.dtype)
-        return jnp.real(jnp.fft.ifft2(gain * spectrum, norm="ortho")).astype(noise.dtype)
+        return filter_frequencies(noise, self.gain(*noise.shape[-2:]))
 
 
 class SpaceFilter(eqx.Module):
