@@ -62,8 +62,26 @@ def frechet_distance(a: GaussianFit, b: GaussianFit) -> float:
 
 
 def fd(features_a: ArrayLike, features_b: ArrayLike) -> float:
-    """Fréchet distance between Gaussian fits of two `(N, D)` feature sets."""
-    return frechet_distance(fit_gaussian(features_a), fit_gaussian(features_b))
+    r"""Fréchet distance between Gaussian fits of two `(N, D)` feature sets.
+
+    When a set has fewer points than dimensions (pixel features), the covariances have
+    rank below $D$ and the distance is computed exactly in sample space instead: with
+    centred data $X_a$, $X_b$ and $\Sigma = X^\top X / (N - 1)$, the nonzero eigenvalues
+    of $\Sigma_a^{1/2}\Sigma_b\Sigma_a^{1/2}$ are the squared singular values of
+    $M = X_a X_b^\top / \sqrt{(N_a - 1)(N_b - 1)}$, so the cross term is the nuclear
+    norm $\|M\|_*$. That costs $O(N^2 D)$ instead of $O(D^3)$: seconds become
+    milliseconds for 32 px images, and 64 px (D = 12288) stays feasible.
+    """
+    a, b = _features(features_a, "features_a"), _features(features_b, "features_b")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"Feature sizes differ: {a.shape[1]} and {b.shape[1]}.")
+    if min(len(a), len(b)) >= a.shape[1]:
+        return frechet_distance(fit_gaussian(a), fit_gaussian(b))
+    xa, xb = a - a.mean(0), b - b.mean(0)
+    na, nb = len(a) - 1, len(b) - 1
+    cross = np.linalg.svd(xa @ xb.T / np.sqrt(na * nb), compute_uv=False).sum()
+    distance = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.sum(xa**2) / na + np.sum(xb**2) / nb
+    return float(max(distance - 2 * cross, 0.0))
 
 
 def kid(

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._bounds import EPS_HI, EPS_LO
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -36,6 +38,9 @@ class ScheduleConfig:
     spectral_kind: str = "mixed"
     weight: float = 0.5
     num_knots: int = 64
+    #: Bound tolerances of the spectral kinds (SPEC §2; the library defaults).
+    eps_hi: float = EPS_HI
+    eps_lo: float = EPS_LO
     #: Low end of the interpolated cosine (SiD2).
     low: int = 32
     #: Components per class of the schedule mixture fit for generation.

@@ -82,9 +82,21 @@ class ScheduleSource(NamedTuple):
     schedule: Callable[[Float[Array, "B K"] | None], Schedule]
 
 
+def spectral_options(config: TrainConfig) -> dict:
+    """Keyword arguments of `spectral_schedule` that the config sets."""
+    s = config.schedule
+    return dict(
+        kind=s.spectral_kind,
+        weight=s.weight,
+        num_knots=s.num_knots,
+        eps_hi=s.eps_hi,
+        eps_lo=s.eps_lo,
+    )
+
+
 def build_schedules(config: TrainConfig, source) -> ScheduleSource:
     s = config.schedule
-    spectral = dict(kind=s.spectral_kind, weight=s.weight, num_knots=s.num_knots)
+    spectral = spectral_options(config)
     kinds = {"spectral", "global_spectral", "interpolated_cosine", "cosine"}
     check_choice(s.kind, "schedule.kind", dict.fromkeys(kinds))
     if s.kind == "spectral":
@@ -118,12 +130,7 @@ MIXTURE_FILE = "schedule_mixture.npz"
 def fit_schedule_mixture(config: TrainConfig, source, num_classes: int) -> ScheduleMixture:
     """The class-conditional mixture over the training set's spectral schedules."""
     s = config.schedule
-    knots = spectral_schedule(
-        jnp.asarray(dataset_rapsd(source)),
-        kind=s.spectral_kind,
-        weight=s.weight,
-        num_knots=s.num_knots,
-    ).knots
+    knots = spectral_schedule(jnp.asarray(dataset_rapsd(source)), **spectral_options(config)).knots
     labels = np.asarray([source[i]["label"] for i in range(len(source))])
     return ScheduleMixture.fit(
         knots,
