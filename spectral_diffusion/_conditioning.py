@@ -1,6 +1,7 @@
 r"""Class-conditional Gaussian mixtures over schedules (SPEC §4)."""
 
 import io
+import math
 import os
 from pathlib import Path
 
@@ -13,6 +14,11 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 from ._checks import check_finite, check_min_ndim
 from ._io import atomic_write_bytes
 from ._schedules import PiecewiseLinear
+
+
+#: Smallest logSNR gap between consecutive knots of a sampled schedule (nats): about
+#: 50 float32 ulps at |λ| = 30, and far below anything a sampler resolves.
+MIN_GAP = 1e-4
 
 
 def to_unconstrained(knots: Float[ArrayLike, "*batch knots"]) -> Float[Array, "*batch knots"]:
@@ -101,6 +107,10 @@ class ScheduleMixture(eqx.Module):
     means: Float[Array, "classes components dim"]
     cholesky: Float[Array, "classes components dim dim"]
     log_likelihood: Float[Array, " classes"]
+    #: Per-class range of each unconstrained coordinate over the training schedules;
+    #: samples are clipped into it (see `sample`).
+    lower: Float[Array, "classes dim"]
+    upper: Float[Array, "classes dim"]
 
     @classmethod
     def fit(
@@ -160,7 +170,9 @@ class ScheduleMixture(eqx.Module):
         log_weights, means, chol, log_likelihood = fit(
             u, masks, keys, num_components, iterations, regularisation, covariance == "diag"
         )
-        return cls(log_weights, means, chol, log_likelihood)
+        lower = np.stack([np.asarray(u)[labels == c].min(0) for c in range(num_classes)])
+        upper = np.stack([np.asarray(u)[labels == c].max(0) for c in range(num_classes)])
+        return cls(log_weights, means, chol, log_likelihood, jnp.asarray(lower), jnp.asarray(upper))
 
     @property
     def num_classes(self) -> int:
@@ -178,9 +190,21 @@ class ScheduleMixture(eqx.Module):
         return mean + jnp.einsum("bij,bj->bi", chol, normal)
 
     def sample(self, key: PRNGKeyArray, labels: Int[ArrayLike, " B"]) -> PiecewiseLinear:
-        """One schedule per label, drawn from that class's mixture: a batched
-        [`spectral_diffusion.PiecewiseLinear`][] with knots `(B, K + 1)`."""
-        return PiecewiseLinear(from_unconstrained(self.sample_unconstrained(key, labels)))
+        r"""One schedule per label, drawn from that class's mixture: a batched
+        [`spectral_diffusion.PiecewiseLinear`][] with knots `(B, K + 1)`.
+
+        Each unconstrained coordinate (λ_min and every log-gap) is clipped into the
+        range the class's training schedules span. A Gaussian in log-gap space has
+        heavy tails in λ: where a gap is a tie-break sliver for some images and nats
+        wide for others (frequency-focused schedules), an unclipped draw can put
+        λ_max in the thousands. Gaps are also floored at `MIN_GAP` nats, so float32
+        knots stay strictly decreasing.
+        """
+        u = self.sample_unconstrained(key, labels)
+        labels = jnp.asarray(labels)
+        u = jnp.clip(u, self.lower[labels], self.upper[labels])
+        u = u.at[:, 1:].set(jnp.maximum(u[:, 1:], math.log(MIN_GAP)))
+        return PiecewiseLinear(from_unconstrained(u))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to `.npz` atomically (temporary file, then rename)."""
@@ -195,7 +219,8 @@ class ScheduleMixture(eqx.Module):
         if not path.is_file():
             raise FileNotFoundError(f"No schedule mixture at {path}.")
         with np.load(path) as data:
-            missing = {"log_weights", "means", "cholesky", "log_likelihood"} - set(data)
+            fields = {"log_weights", "means", "cholesky", "log_likelihood", "lower", "upper"}
+            missing = fields - set(data)
             if missing:
                 raise ValueError(f"{path} is not a schedule mixture (missing {sorted(missing)}).")
             return cls(**{k: jnp.asarray(data[k]) for k in data})

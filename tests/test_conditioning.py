@@ -6,6 +6,7 @@ from helpers import assert_strictly_decreasing, tree_allclose
 from hypothesis import given, strategies as st
 
 import spectral_diffusion as sd
+from spectral_diffusion._conditioning import MIN_GAP
 
 
 @given(seed=st.integers(0, 99), knots=st.sampled_from([2, 9, 64]))
@@ -88,3 +89,38 @@ def test_bad_input(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.ones(3))
     with pytest.raises(ValueError, match="not a schedule mixture"):
         sd.ScheduleMixture.load(tmp_path / "other.npz")
+
+
+def test_sampled_gaps_stay_resolvable_in_float32():
+    # Gaps of e^-30 nats at λ ≈ 20: float32 cannot tell such knots apart.
+    dim = 9
+    means = jnp.concatenate([jnp.full((1, 1, 1), 20.0), jnp.full((1, 1, dim - 1), -30.0)], -1)
+    mixture = sd.ScheduleMixture(
+        log_weights=jnp.zeros((1, 1)),
+        means=means,
+        cholesky=jnp.eye(dim)[None, None],
+        log_likelihood=jnp.zeros(1),
+        lower=jnp.full((1, dim), -1e9),
+        upper=jnp.full((1, dim), 1e9),
+    )
+    schedules = mixture.sample(jax.random.key(0), jnp.zeros(64, jnp.int32))
+    gaps = -jnp.diff(schedules.knots, axis=-1)
+    assert schedules.knots.shape == (64, dim)
+    assert bool(jnp.all(gaps > 0)) and float(jnp.min(gaps)) >= 0.5 * MIN_GAP
+
+
+def test_samples_stay_in_the_training_range_of_heavy_tailed_gaps():
+    # One gap is a tie-break sliver (e^-9) for half the schedules and ~e^2 nats for the
+    # other half: a Gaussian in log-gap space puts mass far beyond both.
+    rng = np.random.default_rng(0)
+    n, dim = 200, 6
+    gaps = np.exp(rng.normal(0.0, 0.1, (n, dim - 1)))
+    gaps[:, 2] = np.where(np.arange(n) < n // 2, np.exp(-9.0), np.exp(2.0))
+    knots = -10.0 + np.concatenate([np.cumsum(gaps[:, ::-1], 1)[:, ::-1], np.zeros((n, 1))], 1)
+    mixture = sd.ScheduleMixture.fit(knots, num_components=1, key=jax.random.key(0))
+    sampled = mixture.sample(jax.random.key(1), jnp.zeros(4096, jnp.int32)).knots
+    u = np.asarray(sd.conditioning.to_unconstrained(sampled))
+    assert np.all(u >= np.asarray(mixture.lower[0]) - 0.05)  # float32 knots
+    assert np.all(u <= np.asarray(mixture.upper[0]) + 0.05)
+    upper = np.asarray(mixture.upper[0], np.float64)
+    assert float(sampled.max()) <= upper[0] + np.exp(upper[1:]).sum() + 1e-3

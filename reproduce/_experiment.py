@@ -1,0 +1,375 @@
+"""The code path every paper-table module shares: train a variant (or resume or reuse
+its run), generate class-conditional samples at a given NFE, score them against a
+held-out reference set.
+
+Runs live in `DIR/runs/<hash of the training config>/`: any module that needs the
+same training config reuses the same run, and an interrupted run resumes from its
+last checkpoint. Each evaluation is cached in `DIR/evals/`, so rerunning a module
+after an interruption redoes only what is missing.
+"""
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+import spectral_diffusion as sd
+from spectral_diffusion.train import TrainConfig, train
+from spectral_diffusion.train._trainer import (
+    MIXTURE_FILE,
+    build_schedules,
+    build_source,
+)
+
+from ._io import argument_parser, atomic_write_json, atomic_write_text, run_metadata
+from .configs.suite import SuiteConfig
+
+
+#: How a spectral (per-instance) run gets its schedules at generation time.
+GENERATIONS = ("mixture", "true", "mean")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of a table: a training config and how to sample from it."""
+
+    name: str
+    config: TrainConfig
+    #: Spectral runs: "mixture" (drawn from the class-conditional mixture), "true"
+    #: (each reference image's own schedule: an oracle), "mean" (the class's mean
+    #: schedule). Runs with a fixed schedule ignore it.
+    generation: str = "mixture"
+    #: Classifier-free guidance scale (1 = none) and the logSNR interval it acts in
+    #: (None = everywhere).
+    guidance: float = 1.0
+    guidance_interval: tuple[float, float] | None = None
+    #: TDAS frequency filter, estimated from this variant's own samples at this NFE.
+    tdas: bool = False
+
+    def key(self) -> str:
+        fields = dataclasses.asdict(self)
+        fields.pop("name")
+        return _digest(json.dumps(fields, sort_keys=True, default=str))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def with_config(config: TrainConfig, **changes) -> TrainConfig:
+    """`config` with fields replaced; nested parts take dicts (`schedule=dict(kind=...)`)."""
+    nested = ("data", "model", "schedule", "loss", "optim")
+    replaced = {
+        k: dataclasses.replace(getattr(config, k), **v) if k in nested else v
+        for k, v in changes.items()
+    }
+    return dataclasses.replace(config, **replaced)
+
+
+def baseline_of(config: TrainConfig) -> TrainConfig:
+    """The SiD2 baseline of a spectral config: the interpolated cosine schedule, with the
+    same data, network, sigmoid-weighted loss (and bias), optimiser and budget."""
+    return with_config(config, schedule=dict(kind="interpolated_cosine"))
+
+
+def run_dir(root: Path, config: TrainConfig) -> Path:
+    return root / "runs" / _digest(config.to_json())
+
+
+# ---------------------------------------------------------------- reference and scores
+
+
+class NullClass(eqx.Module):
+    """The unconditional branch of classifier-free guidance: the null class label."""
+
+    num_classes: int = eqx.field(static=True)
+
+    def __call__(self, cond: sd.Conditioning) -> sd.Conditioning:
+        return cond._replace(label=jnp.full_like(cond.label, self.num_classes))
+
+
+class Reference:
+    """The held-out images samples are compared with, and the feature maps of the
+    scores. Samples reuse the reference labels (class-balanced) and one fixed noise draw
+    per seed, shared by every variant (common random numbers)."""
+
+    def __init__(self, suite: SuiteConfig, config: TrainConfig, *, fid_weights=None):
+        size = config.data.image_size
+        reference = dataclasses.replace(suite.reference, image_size=size)
+        source = build_source(dataclasses.replace(config, data=reference), split="test")
+        self.images, self.labels = _arrays(source)
+        self.train_source = build_source(config)
+        train_images, train_labels = _arrays(self.train_source)
+        self.num_classes = getattr(self.train_source, "num_classes", 1)
+        # A real-vs-real distance at the same N: the floor of every score.
+        rng = np.random.default_rng(0)
+        self.train_images = train_images[rng.permutation(len(train_images))[: len(self.images)]]
+        if suite.features == "classifier":
+            model = sd.metrics.train_classifier(
+                train_images, train_labels, steps=suite.classifier_steps
+            )
+            self.feature_fn = jax.vmap(model.features)
+        elif suite.features == "inception":
+            self.feature_fn = sd.metrics.load_fid_inception(fid_weights).features
+        else:
+            raise ValueError(f"Unknown features {suite.features!r}.")
+        self.features = suite.features
+        self.reference_features = self._features(self.images)
+        self.reference_spectra = self._log_rapsd(self.images)
+        self.floor = self.scores(self.train_images)
+
+    def _features(self, images):
+        return sd.metrics.extract(self.feature_fn, images, desc=self.features)
+
+    def _log_rapsd(self, images):
+        return sd.metrics.extract(sd.metrics.log_rapsd, images, desc="log-RAPSD")
+
+    def scores(self, images: np.ndarray) -> dict[str, float]:
+        """Fréchet distances to the reference: in the feature space (`fd`), in pixels
+        (`pixel_fd`) and in log-RAPSD space (`spectral_fd`)."""
+        return {
+            "fd": sd.metrics.fd(self._features(images), self.reference_features),
+            "pixel_fd": sd.metrics.pixel_fd(images, self.images),
+            "spectral_fd": sd.metrics.fd(self._log_rapsd(images), self.reference_spectra),
+        }
+
+    def noise(self, seed: int) -> np.ndarray:
+        key = jax.random.key(10_000 + seed)
+        return np.asarray(jax.random.normal(key, self.images.shape, jnp.float32))
+
+
+def _arrays(source) -> tuple[np.ndarray, np.ndarray]:
+    if hasattr(source, "images"):
+        return np.asarray(source.images), np.asarray(source.labels)
+    examples = [source[i] for i in range(len(source))]
+    return np.stack([e["image"] for e in examples]), np.asarray([e["label"] for e in examples])
+
+
+# ---------------------------------------------------------------- generation
+
+
+@eqx.filter_jit
+def _sample_batch(denoise, knots, labels, z1, nfe: int, noise_filter):
+    def one(knots, z, label):
+        cond = sd.Conditioning(label, knots[0], knots[-1])
+        schedule = sd.PiecewiseLinear(knots)
+        return sd.ddim(denoise, schedule, z, nfe, cond=cond, noise_filter=noise_filter)
+
+    return jax.vmap(one)(knots, z1, labels)
+
+
+def sample(
+    denoise: Callable,
+    knots: np.ndarray,
+    labels: np.ndarray,
+    z1: np.ndarray,
+    nfe: int,
+    *,
+    batch_size: int,
+    noise_filter=None,
+    desc: str = "sample",
+) -> np.ndarray:
+    """DDIM samples for per-example schedule knots `(N, K)`, in jitted batches of a
+    fixed size (the last one padded), with a progress bar."""
+    out = []
+    for start in tqdm(range(0, len(z1), batch_size), desc=desc, leave=False):
+        part = slice(start, start + batch_size)
+        pad = batch_size - len(z1[part])
+        padded = [np.concatenate([a[part], a[:pad]]) for a in (knots, labels, z1)]
+        x = _sample_batch(denoise, *map(jnp.asarray, padded), nfe, noise_filter)
+        out.append(np.asarray(x)[: batch_size - pad])
+    return np.clip(np.concatenate(out), -1.0, 1.0)
+
+
+def _grid_knots(schedule: sd.Schedule, nfe: int, count: int) -> np.ndarray:
+    """A fixed schedule sampled at t = j / nfe: a PiecewiseLinear with these knots has
+    exactly the schedule's DDIM grid, so every variant shares one compiled sampler."""
+    t = np.linspace(0.0, 1.0, nfe + 1, dtype=np.float32)
+    return np.broadcast_to(np.asarray(schedule.logsnr(t)), (count, nfe + 1))
+
+
+class Trained:
+    """A finished training run and what generation needs from it."""
+
+    def __init__(self, config: TrainConfig, root: Path, *, progress: bool = True):
+        self.config = config
+        self.workdir = run_dir(root, config)
+        state = train(config, self.workdir, progress=progress)
+        self.denoiser = state.ema
+        source = build_source(config)
+        self.schedules = build_schedules(config, source)
+        self.spectral = config.schedule.kind == "spectral"
+        self.mixture = (
+            sd.ScheduleMixture.load(self.workdir / MIXTURE_FILE) if self.spectral else None
+        )
+
+    def knots(self, generation: str, reference: Reference, nfe: int, seed: int) -> np.ndarray:
+        count = len(reference.labels)
+        if not self.spectral:
+            return _grid_knots(self.schedules.schedule(None), nfe, count)
+        _check_generation(generation)
+        if generation == "true":
+            return np.asarray(self.schedules.knots(reference.images))
+        if generation == "mean":
+            weights = jax.nn.softmax(self.mixture.log_weights, axis=-1)
+            mean = jnp.einsum("ck,ckd->cd", weights, self.mixture.means)
+            knots = sd.conditioning.from_unconstrained(mean)
+            return np.asarray(knots)[reference.labels]
+        key = jax.random.key(20_000 + seed)
+        return np.asarray(self.mixture.sample(key, reference.labels).knots)
+
+
+def _check_generation(generation: str) -> None:
+    if generation not in GENERATIONS:
+        raise ValueError(f"`generation` must be one of {GENERATIONS}, got {generation!r}.")
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+class Runner:
+    """Trains (or reuses) runs and evaluates variants, caching every score."""
+
+    def __init__(self, suite: SuiteConfig, root: Path, *, progress: bool = True, fid_weights=None):
+        self.suite, self.root, self.progress = suite, Path(root), progress
+        self.fid_weights = fid_weights
+        self._trained: dict[str, Trained] = {}
+        self._references: dict[int, Reference] = {}
+
+    def reference(self, config: TrainConfig) -> Reference:
+        size = config.data.image_size
+        if size not in self._references:
+            self._references[size] = Reference(self.suite, config, fid_weights=self.fid_weights)
+        return self._references[size]
+
+    def trained(self, config: TrainConfig) -> Trained:
+        key = config.to_json()
+        if key not in self._trained:
+            self._trained[key] = Trained(config, self.root, progress=self.progress)
+        return self._trained[key]
+
+    def generate(self, variant: Variant, nfe: int) -> tuple[np.ndarray, Reference]:
+        """The variant's samples at `nfe` (uncached), one per reference image."""
+        run = self.trained(variant.config)
+        reference = self.reference(variant.config)
+        seed = variant.config.seed
+        knots = run.knots(variant.generation, reference, nfe, seed)
+        denoise = run.denoiser
+        if variant.guidance != 1.0:
+            denoise = sd.guided(
+                denoise,
+                variant.guidance,
+                variant.guidance_interval,
+                unconditional=NullClass(reference.num_classes),
+            )
+        args = (denoise, knots, reference.labels, reference.noise(seed), nfe)
+        batch = self.suite.sample_batch
+        desc = f"{variant.name} NFE {nfe}"
+        samples = sample(*args, batch_size=batch, desc=desc)
+        if variant.tdas:
+            frequency = sd.estimate_frequency_filter(reference.train_images, samples)
+            tdas = sd.TDAS(frequency=frequency)
+            samples = sample(*args, batch_size=batch, noise_filter=tdas, desc=desc + " TDAS")
+        return samples, reference
+
+    def evaluate(self, variant: Variant, nfe: int) -> dict:
+        """Scores of the variant at `nfe` (cached in `DIR/evals/`)."""
+        suite = self.suite
+        eval_key = _digest(
+            json.dumps(
+                [variant.key(), nfe, dataclasses.asdict(suite.reference), suite.features,
+                 suite.classifier_steps],
+                default=str,
+            )
+        )
+        path = self.root / "evals" / f"{eval_key}.json"
+        if path.is_file():
+            record = json.loads(path.read_text())
+        else:
+            samples, _ = self.generate(variant, nfe)
+            record = self.reference(variant.config).scores(samples)
+            atomic_write_json(path, record)
+        return {
+            "variant": variant.name,
+            "seed": variant.config.seed,
+            "resolution": variant.config.data.image_size,
+            "nfe": nfe,
+            **record,
+        }
+
+    def floor(self, config: TrainConfig) -> dict[str, float]:
+        """Scores of real training images against the reference (same N)."""
+        return self.reference(config).floor
+
+
+def seeded(config: TrainConfig, seeds: int) -> list[TrainConfig]:
+    return [dataclasses.replace(config, seed=s) for s in range(seeds)]
+
+
+def summarise(records: list[dict], metric: str, **where) -> tuple[float, float, int]:
+    """Mean, standard deviation (ddof 1, 0 for one value) and count of `metric` over the
+    records matching `where`."""
+    values = [r[metric] for r in records if all(r[k] == v for k, v in where.items())]
+    if not values:
+        raise KeyError(f"No records with {where}.")
+    spread = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return float(np.mean(values)), spread, len(values)
+
+
+def mean_pm(records: list[dict], metric: str, **where) -> str:
+    mean, spread, count = summarise(records, metric, **where)
+    return f"{mean:.4g} ± {spread:.2g}" if count > 1 else f"{mean:.4g}"
+
+
+# ---------------------------------------------------------------- the modules' shell
+
+
+def suite_main(name: str, doc: str, argv: list[str], body: Callable) -> dict:
+    """Parse `--preset/--out/--seeds/--fid-weights`, run `body(runner, args)` →
+    `(records, markdown, extra)`, and write DIR/<name>.json (records, extra, metadata)
+    and DIR/<name>.md."""
+    import time
+
+    from .configs.suite import PRESETS
+
+    parser = argument_parser(f"reproduce.{name}", doc)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    parser.add_argument("--out", type=Path, default=Path("out/reproduce"))
+    parser.add_argument("--seeds", type=int, default=None, help="override the preset's seeds")
+    parser.add_argument(
+        "--fid-weights",
+        default=None,
+        help="the Inception FID weights file (paper preset; see the Metrics page)",
+    )
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    suite = PRESETS[args.preset]
+    if args.seeds is not None:
+        if args.seeds < 1:
+            parser.error(f"--seeds must be >= 1, got {args.seeds}")
+        suite = dataclasses.replace(suite, seeds=args.seeds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    runner = Runner(suite, args.out, progress=not args.no_progress, fid_weights=args.fid_weights)
+    start = time.perf_counter()
+    records, markdown, extra = body(runner, args)
+    result = {
+        "records": records,
+        **extra,
+        "meta": {
+            **run_metadata(f"reproduce.{name}", argv),
+            "preset": args.preset,
+            "seconds": round(time.perf_counter() - start, 1),
+        },
+    }
+    atomic_write_json(args.out / f"{name}.json", result)
+    atomic_write_text(args.out / f"{name}.md", markdown)
+    print(f"Wrote {args.out}/{name}.json and {name}.md in {result['meta']['seconds']} s")
+    return result
