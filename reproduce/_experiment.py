@@ -105,9 +105,10 @@ class Reference:
         size = config.data.image_size
         reference = dataclasses.replace(suite.reference, image_size=size)
         source = build_source(dataclasses.replace(config, data=reference), split="test")
-        self.images, self.labels = _arrays(source)
+        self.images, self.labels = arrays(source)
         self.train_source = build_source(config)
-        train_images, train_labels = _arrays(self.train_source)
+        # Enough for the classifier; ImageNet-sized sources are never loaded whole.
+        train_images, train_labels = arrays(self.train_source, limit=50_000)
         self.num_classes = getattr(self.train_source, "num_classes", 1)
         # A real-vs-real distance at the same N: the floor of every score.
         rng = np.random.default_rng(0)
@@ -146,10 +147,14 @@ class Reference:
         return np.asarray(jax.random.normal(key, self.images.shape, jnp.float32))
 
 
-def _arrays(source) -> tuple[np.ndarray, np.ndarray]:
+def arrays(source, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """All images and labels of a source as arrays (a fixed random `limit` of them)."""
+    index = np.arange(len(source))
+    if limit is not None and len(source) > limit:
+        index = np.sort(np.random.default_rng(0).choice(len(source), limit, replace=False))
     if hasattr(source, "images"):
-        return np.asarray(source.images), np.asarray(source.labels)
-    examples = [source[i] for i in range(len(source))]
+        return np.asarray(source.images)[index], np.asarray(source.labels)[index]
+    examples = [source[int(i)] for i in index]
     return np.stack([e["image"] for e in examples]), np.asarray([e["label"] for e in examples])
 
 
@@ -285,8 +290,13 @@ class Runner:
         suite = self.suite
         eval_key = _digest(
             json.dumps(
-                [variant.key(), nfe, dataclasses.asdict(suite.reference), suite.features,
-                 suite.classifier_steps],
+                [
+                    variant.key(),
+                    nfe,
+                    dataclasses.asdict(suite.reference),
+                    suite.features,
+                    suite.classifier_steps,
+                ],
                 default=str,
             )
         )

@@ -61,9 +61,7 @@ def groups(runner: Runner, config) -> dict[str, list[Variant]]:
         ],
         "bounds": [
             full,
-            spectral(
-                "eps x100 (tighter)", eps_hi=100 * EPS_HI, eps_lo=min(100 * EPS_LO, 0.5)
-            ),
+            spectral("eps x100 (tighter)", eps_hi=100 * EPS_HI, eps_lo=min(100 * EPS_LO, 0.5)),
             spectral("eps /100 (looser)", eps_hi=EPS_HI / 100, eps_lo=EPS_LO / 100),
         ],
         "schedules at generation": [
@@ -101,8 +99,10 @@ def body(runner: Runner, args) -> tuple[list[dict], str, dict]:
         f"score " + ", ".join(f"{METRICS[m]} {floor[m]:.4g}" for m in METRICS) + ".",
         "",
     ]
-    names = {g: list(dict.fromkeys(r["variant"] for r in records if r["group"] == g)) for g in
-             dict.fromkeys(r["group"] for r in records)}
+    names = {
+        g: list(dict.fromkeys(r["variant"] for r in records if r["group"] == g))
+        for g in dict.fromkeys(r["group"] for r in records)
+    }
     for group, variants in names.items():
         lines += [
             f"### {group}",
@@ -127,8 +127,13 @@ def plot(records: list[dict], names: dict[str, list[str]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.6), sharey=True)
     for ax, (group, variants) in zip(axes, names.items()):
         stats = [summarise(records, "fd", group=group, variant=v) for v in variants]
-        ax.bar(range(len(variants)), [s[0] for s in stats], yerr=[s[1] for s in stats],
-               color=["C1" if v.startswith("mixed") else "C0" for v in variants], capsize=3)
+        ax.bar(
+            range(len(variants)),
+            [s[0] for s in stats],
+            yerr=[s[1] for s in stats],
+            color=["C1" if v.startswith("mixed") else "C0" for v in variants],
+            capsize=3,
+        )
         ax.set_xticks(range(len(variants)), variants, rotation=35, ha="right", fontsize=7)
         ax.set_title(group, fontsize=9)
     axes[0].set_ylabel("classifier FD (lower is better)")

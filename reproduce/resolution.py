@@ -92,8 +92,7 @@ def plot(records: list[dict], suite, path: Path) -> None:
             ]
             ax.plot(suite.resolutions, ratios, marker=marker, label=f"NFE {nfe}")
         ax.axhline(1.0, color="grey", lw=0.8, ls=":")
-        ax.set(xscale="log", xlabel="image size (px)", ylabel="spectral / baseline",
-               title=title)
+        ax.set(xscale="log", xlabel="image size (px)", ylabel="spectral / baseline", title=title)
         ax.set_xticks(suite.resolutions, [str(s) for s in suite.resolutions])
     axes[0].legend(fontsize=8)
     save_figure(fig, path)

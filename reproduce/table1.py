@@ -47,14 +47,11 @@ def claims(records: list[dict], nfes: tuple[int, ...]) -> dict:
     result = {"nfe": at, "baseline_nfe": target}
     for metric in ("fd", "pixel_fd"):
         seeds = sorted({r["seed"] for r in records})
-        value = {
-            (r["variant"], r["seed"]): r[metric] for r in records if r["nfe"] == at
-        }
+        value = {(r["variant"], r["seed"]): r[metric] for r in records if r["nfe"] == at}
         reductions = [1 - value["spectral", s] / value["sid2_baseline", s] for s in seeds]
         base_target = summarise(records, metric, variant="sid2_baseline", nfe=target)[0]
-        matching = [
-            n for n in nfes if summarise(records, metric, variant="spectral", nfe=n)[0] <= base_target
-        ]
+        spectral = {n: summarise(records, metric, variant="spectral", nfe=n)[0] for n in nfes}
+        matching = [n for n in nfes if spectral[n] <= base_target]
         result[metric] = {
             "reduction_mean": float(np.mean(reductions)),
             "reduction_std": float(np.std(reductions, ddof=1)) if len(seeds) > 1 else 0.0,
@@ -123,8 +120,12 @@ def plot(records: list[dict], nfes: tuple[int, ...], floor: dict, path: Path) ->
         for method, style in zip(METHODS, ("--o", "-o")):
             stats = [summarise(records, metric, variant=method, nfe=k) for k in nfes]
             ax.errorbar(
-                nfes, [s[0] for s in stats], yerr=[s[1] for s in stats], fmt=style,
-                capsize=3, label=method,
+                nfes,
+                [s[0] for s in stats],
+                yerr=[s[1] for s in stats],
+                fmt=style,
+                capsize=3,
+                label=method,
             )
         ax.axhline(floor[metric], color="grey", lw=0.8, ls=":", label="real images")
         ax.set(xscale="log", yscale="log", xlabel="NFE", title=title)
