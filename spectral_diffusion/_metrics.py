@@ -162,3 +162,14 @@ def classifier_fd(
         extract(features, images_a, batch_size=batch_size, desc="classifier features (a)"),
         extract(features, images_b, batch_size=batch_size, desc="classifier features (b)"),
     )
+
+
+def fid(model, images_a: ArrayLike, images_b: ArrayLike, *, batch_size: int = 64) -> float:
+    """FID: Fréchet distance between Gaussian fits of a
+    [`spectral_diffusion.metrics.FIDInception`][]'s 2048-d pool features of two sets of
+    `(N, 3, H, W)` images in [-1, 1] (resized to 299 px inside the network)."""
+    features = jax.vmap(model.features)
+    return fd(
+        extract(features, images_a, batch_size=batch_size, desc="Inception (a)"),
+        extract(features, images_b, batch_size=batch_size, desc="Inception (b)"),
+    )

@@ -1,11 +1,18 @@
-"""Sample-quality metrics: Fréchet distances (pixel, spectral, any features) and KID."""
+"""Sample-quality metrics: Fréchet distances (pixel, spectral, classifier and Inception
+features) and KID."""
 
 from ._classifier import PatchClassifier as PatchClassifier, train_classifier as train_classifier
+from ._inception import (
+    FIDInception as FIDInception,
+    load_fid_inception as load_fid_inception,
+    load_state_dict as load_state_dict,
+)
 from ._metrics import (
     GaussianFit as GaussianFit,
     classifier_fd as classifier_fd,
     extract as extract,
     fd as fd,
+    fid as fid,
     fit_gaussian as fit_gaussian,
     frechet_distance as frechet_distance,
     kid as kid,
