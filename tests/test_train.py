@@ -180,3 +180,19 @@ def test_cli(tmp_path):
     )
     main(["--config", str(path), "--workdir", str(tmp_path / "run")])
     assert int(restore(tmp_path / "run").step) == 1
+
+
+def test_ema_warms_up_and_tracks_the_trained_parameters(tmp_path):
+    from spectral_diffusion.train._trainer import ema_decay, init_state
+
+    steps = jnp.array([0, 10, 90, 10_000])
+    np.testing.assert_allclose(ema_decay(0.999, steps), [0.1, 11 / 20, 91 / 100, 0.999])
+    config = dataclasses.replace(TINY, steps=30, checkpoint_every=30)
+    state = train(config, tmp_path, progress=False)
+    init = init_state(config, 15)
+
+    def distance(a, b):
+        return sum(float(jnp.sum((x - y) ** 2)) for x, y in zip(leaves(a), leaves(b)))
+
+    # A fixed decay of 0.999 would leave the EMA 97% initial parameters after 30 steps.
+    assert distance(state.ema, state.denoiser) < 0.25 * distance(init.denoiser, state.denoiser)

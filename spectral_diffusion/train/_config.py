@@ -61,6 +61,7 @@ class OptimConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    #: EMA decay after warm-up; at step t the decay is min(ema_decay, (1+t)/(10+t)).
     ema_decay: float = 0.999
     b2: float = 0.99
 
