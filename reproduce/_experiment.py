@@ -119,7 +119,7 @@ class Reference:
             )
             self.feature_fn = jax.vmap(model.features)
         elif suite.features == "inception":
-            self.feature_fn = sd.metrics.load_fid_inception(fid_weights).features
+            self.feature_fn = jax.vmap(sd.metrics.load_fid_inception(fid_weights).features)
         else:
             raise ValueError(f"Unknown features {suite.features!r}.")
         self.features = suite.features

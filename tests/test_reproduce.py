@@ -117,3 +117,36 @@ def test_bad_arguments():
         table1.main(["--preset", "nope"])
     with pytest.raises(SystemExit):
         table1.main(["--preset", "smoke", "--seeds", "0"])
+
+
+def test_inception_features_path(tmp_path):
+    """The paper preset's FID path, on formula weights (tests/data) and smoke data."""
+    import dataclasses
+    import sys
+    from pathlib import Path
+
+    import jax
+
+    import spectral_diffusion as sd
+    from reproduce._experiment import Reference
+    from spectral_diffusion._inception import state_dict
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
+    from fid_weights_formula import formula_weights
+
+    shapes = {
+        k: v.shape for k, v in state_dict(sd.metrics.FIDInception(key=jax.random.key(0))).items()
+    }
+    np.savez(tmp_path / "fid.npz", **formula_weights(shapes))
+    suite = dataclasses.replace(
+        PRESETS["smoke"],
+        features="inception",
+        reference=dataclasses.replace(PRESETS["smoke"].reference, patches_per_image=1),
+    )
+    reference = Reference(suite, suite.train, fid_weights=tmp_path / "fid.npz")
+    assert reference.reference_features.shape == (15, 2048)
+    same = reference.scores(reference.images)
+    assert same["fd"] == pytest.approx(0.0, abs=1e-6) and same["pixel_fd"] == pytest.approx(
+        0.0, abs=1e-9
+    )
+    assert reference.floor["fd"] > 0
