@@ -110,9 +110,12 @@ class Reference:
         # Enough for the classifier; ImageNet-sized sources are never loaded whole.
         train_images, train_labels = arrays(self.train_source, limit=50_000)
         self.num_classes = getattr(self.train_source, "num_classes", 1)
-        # A real-vs-real distance at the same N: the floor of every score.
-        rng = np.random.default_rng(0)
-        self.train_images = train_images[rng.permutation(len(train_images))[: len(self.images)]]
+        # Real-vs-real distances at the same N (disjoint random sets of training
+        # images): the floor of every score, and how much FD varies at this N.
+        n = len(self.images)
+        order = np.random.default_rng(0).permutation(len(train_images))
+        subsets = [order[i * n : (i + 1) * n] for i in range(max(1, min(3, len(order) // n)))]
+        self.train_images = train_images[subsets[0]]
         if suite.features == "classifier":
             model = sd.metrics.train_classifier(
                 train_images, train_labels, steps=suite.classifier_steps
@@ -125,7 +128,12 @@ class Reference:
         self.features = suite.features
         self.reference_features = self._features(self.images)
         self.reference_spectra = self._log_rapsd(self.images)
-        self.floor = self.scores(self.train_images)
+        floors = [self.scores(train_images[subset]) for subset in subsets]
+        self.floor = {k: float(np.mean([f[k] for f in floors])) for k in floors[0]}
+        self.floor_spread = {
+            k: float(np.std([f[k] for f in floors], ddof=1)) if len(floors) > 1 else 0.0
+            for k in floors[0]
+        }
 
     def _features(self, images):
         return sd.metrics.extract(self.feature_fn, images, desc=self.features)
@@ -316,7 +324,8 @@ class Runner:
         }
 
     def floor(self, config: TrainConfig) -> dict[str, float]:
-        """Scores of real training images against the reference (same N)."""
+        """Scores of real training images against the reference (same N; mean over up
+        to 3 disjoint sets, whose spread is `Reference.floor_spread`)."""
         return self.reference(config).floor
 
 

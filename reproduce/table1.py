@@ -64,13 +64,16 @@ def claims(records: list[dict], nfes: tuple[int, ...]) -> dict:
     return result
 
 
-def markdown(runner: Runner, records: list[dict], claim: dict, floor: dict) -> str:
+def markdown(runner: Runner, records: list[dict], claim: dict) -> str:
     suite = runner.suite
     nfes = suite.nfes
-    n = len(runner.reference(suite.train).labels)
+    reference = runner.reference(suite.train)
+    floor, spread = reference.floor, reference.floor_spread
     lines = [
-        f"Held-out reference: {n} images ({suite.features} features); samples: one per "
-        f"reference image; mean ± standard deviation over {suite.seeds} training seeds.",
+        f"Held-out reference: {len(reference.labels)} images ({suite.features} features); "
+        f"samples: one per reference image; mean ± standard deviation over {suite.seeds} "
+        "training seeds. The floor row scores sets of real training images of the same "
+        "size (mean ± standard deviation over disjoint sets): FD's own noise at this N.",
         "",
     ]
     for metric, title in METRICS.items():
@@ -84,7 +87,8 @@ def markdown(runner: Runner, records: list[dict], claim: dict, floor: dict) -> s
             cells = [mean_pm(records, metric, variant=method, nfe=k) for k in nfes]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines += [
-            f"| real training images (floor) | {floor[metric]:.4g} |" + " |" * (len(nfes) - 1),
+            f"| real training images (floor) | {floor[metric]:.4g} ± {spread[metric]:.2g} |"
+            + " |" * (len(nfes) - 1),
             "",
         ]
     at, target = claim["nfe"], claim["baseline_nfe"]
@@ -137,10 +141,11 @@ def plot(records: list[dict], nfes: tuple[int, ...], floor: dict, path: Path) ->
 def body(runner: Runner, args) -> tuple[list[dict], str, dict]:
     nfes = runner.suite.nfes
     records = [runner.evaluate(v, k) for v in variants(runner) for k in nfes]
-    floor = runner.floor(runner.suite.train)
+    reference = runner.reference(runner.suite.train)
     claim = claims(records, nfes)
-    plot(records, nfes, floor, args.out / "table1.png")
-    return records, markdown(runner, records, claim, floor), {"floor": floor, "claims": claim}
+    plot(records, nfes, reference.floor, args.out / "table1.png")
+    extra = {"floor": reference.floor, "floor_spread": reference.floor_spread, "claims": claim}
+    return records, markdown(runner, records, claim), extra
 
 
 def main(argv: list[str] | None = None) -> dict:
