@@ -32,6 +32,16 @@ def test_builtin_patches_split_is_disjoint_and_deterministic():
     assert not any(patch.tobytes() in flat_train for patch in test.images)
 
 
+def test_builtin_patches_default_context_keeps_the_field_of_view():
+    names = ["astronaut"]  # square: its test region is a quarter of the width
+    small = BuiltinPatches(32, "test", patches_per_image=2, names=names)
+    large = BuiltinPatches(64, "test", patches_per_image=2, names=names)
+    assert small.images.shape == (2, 3, 32, 32) and large.images.shape == (2, 3, 64, 64)
+    # An explicit 128 px context has no room for a 64 px test patch.
+    with pytest.raises(ValueError, match="smaller than `size` 64"):
+        BuiltinPatches(64, "test", patches_per_image=2, context=128, names=names)
+
+
 def test_training_batches_are_a_function_of_the_step():
     source = ArraySource(
         np.random.default_rng(0).uniform(-1, 1, (10, 3, 4, 4)).astype(np.float32), np.arange(10)

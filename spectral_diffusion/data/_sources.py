@@ -33,7 +33,11 @@ class BuiltinPatches:
     - `size`: patch side (e.g. 32 or 64).
     - `split`: `"train"` or `"test"`.
     - `patches_per_image`: crops per photograph in this split.
-    - `context`: short side the photographs are resized to before cropping.
+    - `context`: short side the photographs are resized to before cropping; default
+        `max(128, 4 * size)`, so a patch always covers at most a quarter of the short
+        side (the same field of view at 32, 64, 128 px: a resolution study sees the
+        same content at more pixels) and the test region (the right 25%) of a square
+        photograph still holds a patch.
     - `names`: photographs to use (default all; labels follow this order).
     """
 
@@ -43,13 +47,14 @@ class BuiltinPatches:
         split: str = "train",
         *,
         patches_per_image: int = 256,
-        context: int = 128,
+        context: int | None = None,
         train_fraction: float = 0.75,
         names: Sequence[str] | None = None,
         seed: int = 0,
     ):
         if split not in ("train", "test"):
             raise ValueError(f"`split` must be 'train' or 'test', got {split!r}.")
+        context = max(128, 4 * size) if context is None else context
         if not 2 <= size <= context:
             raise ValueError(f"`size` must be in [2, context={context}], got {size!r}.")
         if patches_per_image < 1:
