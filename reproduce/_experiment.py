@@ -19,6 +19,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 import spectral_diffusion as sd
@@ -191,13 +192,20 @@ def sample(
     desc: str = "sample",
 ) -> np.ndarray:
     """DDIM samples for per-example schedule knots `(N, K)`, in jitted batches of a
-    fixed size (the last one padded), with a progress bar."""
+    fixed size (the last one padded), with a progress bar. Each batch is split over
+    all devices (`jax.sharding`) when its size allows."""
+    devices = jax.device_count()
+    sharding = None
+    if devices > 1 and batch_size % devices == 0:
+        mesh = jax.make_mesh((devices,), ("data",), axis_types=(AxisType.Auto,))
+        sharding = NamedSharding(mesh, PartitionSpec("data"))
     out = []
     for start in tqdm(range(0, len(z1), batch_size), desc=desc, leave=False):
         part = slice(start, start + batch_size)
         pad = batch_size - len(z1[part])
         padded = [np.concatenate([a[part], a[:pad]]) for a in (knots, labels, z1)]
-        x = _sample_batch(denoise, *map(jnp.asarray, padded), nfe, noise_filter)
+        padded = [jax.device_put(a, sharding) for a in padded]
+        x = _sample_batch(denoise, *padded, nfe, noise_filter)
         out.append(np.asarray(x)[: batch_size - pad])
     return np.clip(np.concatenate(out), -1.0, 1.0)
 
