@@ -23,6 +23,7 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 import spectral_diffusion as sd
+from spectral_diffusion._checks import check_choice
 from spectral_diffusion.train import TrainConfig, train
 from spectral_diffusion.train._trainer import (
     MIXTURE_FILE,
@@ -31,7 +32,8 @@ from spectral_diffusion.train._trainer import (
 )
 
 from ._io import argument_parser, atomic_write_json, atomic_write_text, run_metadata
-from .configs.suite import SuiteConfig
+from .configs.suite import SuiteConfig, with_config as with_config
+from .oracle import grid_knots
 
 
 #: How a spectral (per-instance) run gets its schedules at generation time.
@@ -63,16 +65,6 @@ class Variant:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def with_config(config: TrainConfig, **changes) -> TrainConfig:
-    """`config` with fields replaced; nested parts take dicts (`schedule=dict(kind=...)`)."""
-    nested = ("data", "model", "schedule", "loss", "optim")
-    replaced = {
-        k: dataclasses.replace(getattr(config, k), **v) if k in nested else v
-        for k, v in changes.items()
-    }
-    return dataclasses.replace(config, **replaced)
 
 
 def baseline_of(config: TrainConfig) -> TrainConfig:
@@ -210,22 +202,14 @@ def sample(
     return np.clip(np.concatenate(out), -1.0, 1.0)
 
 
-def _grid_knots(schedule: sd.Schedule, nfe: int, count: int) -> np.ndarray:
-    """A fixed schedule sampled at t = j / nfe: a PiecewiseLinear with these knots has
-    exactly the schedule's DDIM grid, so every variant shares one compiled sampler."""
-    t = np.linspace(0.0, 1.0, nfe + 1, dtype=np.float32)
-    return np.broadcast_to(np.asarray(schedule.logsnr(t)), (count, nfe + 1))
-
-
 class Trained:
     """A finished training run and what generation needs from it."""
 
-    def __init__(self, config: TrainConfig, root: Path, *, progress: bool = True):
+    def __init__(self, config: TrainConfig, root: Path, source, *, progress: bool = True):
         self.config = config
         self.workdir = run_dir(root, config)
         state = train(config, self.workdir, progress=progress)
         self.denoiser = state.ema
-        source = build_source(config)
         self.schedules = build_schedules(config, source)
         self.spectral = config.schedule.kind == "spectral"
         self.mixture = (
@@ -235,8 +219,8 @@ class Trained:
     def knots(self, generation: str, reference: Reference, nfe: int, seed: int) -> np.ndarray:
         count = len(reference.labels)
         if not self.spectral:
-            return _grid_knots(self.schedules.schedule(None), nfe, count)
-        _check_generation(generation)
+            return np.asarray(grid_knots(self.schedules.schedule(None), nfe, count))
+        check_choice(generation, "generation", dict.fromkeys(GENERATIONS))
         if generation == "true":
             return np.asarray(self.schedules.knots(reference.images))
         if generation == "mean":
@@ -246,11 +230,6 @@ class Trained:
             return np.asarray(knots)[reference.labels]
         key = jax.random.key(20_000 + seed)
         return np.asarray(self.mixture.sample(key, reference.labels).knots)
-
-
-def _check_generation(generation: str) -> None:
-    if generation not in GENERATIONS:
-        raise ValueError(f"`generation` must be one of {GENERATIONS}, got {generation!r}.")
 
 
 # ---------------------------------------------------------------- evaluation
@@ -274,7 +253,8 @@ class Runner:
     def trained(self, config: TrainConfig) -> Trained:
         key = config.to_json()
         if key not in self._trained:
-            self._trained[key] = Trained(config, self.root, progress=self.progress)
+            source = self.reference(config).train_source  # the same data config
+            self._trained[key] = Trained(config, self.root, source, progress=self.progress)
         return self._trained[key]
 
     def generate(self, variant: Variant, nfe: int) -> tuple[np.ndarray, Reference]:

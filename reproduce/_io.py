@@ -13,6 +13,16 @@ from spectral_diffusion._io import (
 )
 
 
+def pyplot():
+    """matplotlib.pyplot with the non-interactive Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_figure(figure, path: str | os.PathLike, *, dpi: int = 110) -> Path:
     """Lay out, write atomically (the format follows `path`'s suffix) and close."""
     import io

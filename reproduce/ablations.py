@@ -35,7 +35,7 @@ from ._experiment import (
     summarise,
     with_config,
 )
-from ._io import save_figure
+from ._io import pyplot, save_figure
 from .table1 import METRICS
 
 
@@ -119,10 +119,7 @@ def body(runner: Runner, args) -> tuple[list[dict], str, dict]:
 
 
 def plot(records: list[dict], names: dict[str, list[str]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(names), figsize=(3.0 * len(names), 3.6), sharey=True)
     for ax, (group, variants) in zip(axes, names.items()):

@@ -23,6 +23,7 @@ from ._io import (
     argument_parser,
     atomic_write_json,
     atomic_write_text,
+    pyplot,
     run_metadata,
     save_figure,
 )
@@ -90,10 +91,7 @@ def bounds_table(results) -> str:
 
 
 def plot_schedules(results, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sizes = list(results)
     fig, axes = plt.subplots(1, len(sizes), figsize=(3.6 * len(sizes), 3.6), sharey=True)
@@ -126,10 +124,7 @@ def plot_schedules(results, path: Path) -> None:
 
 
 def plot_spectra(results, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sizes = list(results)
     fig, axes = plt.subplots(1, len(sizes), figsize=(3.6 * len(sizes), 3.4), sharey=True)

@@ -23,20 +23,11 @@ import numpy as np
 import spectral_diffusion as sd
 
 from ._experiment import Runner, Variant, arrays, baseline_of, suite_main
-from ._io import save_figure
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from ._io import pyplot, save_figure
 
 
 def plot_rapsd(power: np.ndarray, labels: np.ndarray, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.0, 3.6))
     bins = np.arange(1, power.shape[1])
     for label in np.unique(labels):
@@ -50,7 +41,7 @@ def plot_rapsd(power: np.ndarray, labels: np.ndarray, path: Path) -> None:
 
 
 def plot_bounds(low: np.ndarray, high: np.ndarray, baseline: sd.Schedule, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.2))
     ends = np.asarray(baseline.logsnr(jnp.array([1.0, 0.0])))
     for ax, values, end, name in zip(axes, (low, high), ends, ("λ_min", "λ_max")):
@@ -65,7 +56,7 @@ def plot_bounds(low: np.ndarray, high: np.ndarray, baseline: sd.Schedule, path: 
 
 
 def plot_schedules(true, sampled, baseline: sd.Schedule, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     t = np.linspace(0.0, 1.0, true.shape[1])
     for i, knots in enumerate(true):
@@ -109,7 +100,7 @@ def tile(images: np.ndarray, columns: int) -> np.ndarray:
 
 
 def plot_samples(panels: dict[str, np.ndarray], nfe: int, path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     columns = int(np.ceil(np.sqrt(len(next(iter(panels.values()))))))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8))
     for ax, (name, images) in zip(axes, panels.items()):

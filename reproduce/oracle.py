@@ -29,6 +29,7 @@ from ._io import (
     argument_parser,
     atomic_write_json,
     atomic_write_text,
+    pyplot,
     run_metadata,
     save_figure,
 )
@@ -283,10 +284,7 @@ def markdown(config: OracleConfig, records: list[dict], monte_carlo: list[dict])
 
 
 def plot(config: OracleConfig, records: list[dict], metric: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     samplers, sizes = config.samplers, config.resolutions
     fig, axes = plt.subplots(

@@ -25,7 +25,7 @@ from ._experiment import (
     summarise,
     with_config,
 )
-from ._io import save_figure
+from ._io import pyplot, save_figure
 from .table1 import METHODS, METRICS
 
 
@@ -77,10 +77,7 @@ def body(runner: Runner, args) -> tuple[list[dict], str, dict]:
 
 
 def plot(records: list[dict], suite, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4.0 * len(METRICS), 3.3))
     for ax, (metric, title) in zip(axes, METRICS.items()):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ._experiment import Runner, Variant, baseline_of, mean_pm, seeded, suite_main, summarise
-from ._io import save_figure
+from ._io import pyplot, save_figure
 
 
 METRICS = {"fd": "classifier FD", "pixel_fd": "pixel FD", "spectral_fd": "spectral FD"}
@@ -114,10 +114,7 @@ def markdown(runner: Runner, records: list[dict], claim: dict) -> str:
 
 
 def plot(records: list[dict], nfes: tuple[int, ...], floor: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4.2 * len(METRICS), 3.4))
     for ax, (metric, title) in zip(axes, METRICS.items()):
