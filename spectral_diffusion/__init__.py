@@ -51,6 +51,14 @@ from ._nets import (
     VPrediction as VPrediction,
     XPrediction as XPrediction,
 )
+from ._proposals import (
+    NoiseLevel as NoiseLevel,
+    Proposal as Proposal,
+    ScheduleProposal as ScheduleProposal,
+    TruncatedProposal as TruncatedProposal,
+    effective_batch_size as effective_batch_size,
+    noise_levels as noise_levels,
+)
 from ._samplers import (
     TDAS as TDAS,
     FrequencyFilter as FrequencyFilter,

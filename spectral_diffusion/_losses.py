@@ -1,4 +1,5 @@
-r"""Diffusion training losses (SPEC §5): one per example, batched with stratified t."""
+r"""Diffusion training losses (SPEC §5): one per example, at a noise level drawn by a
+training proposal, batched with stratified quantiles."""
 
 import abc
 
@@ -9,8 +10,15 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._nets._blocks import Conditioning
 from ._nets._denoiser import Denoiser
+from ._proposals import (
+    NoiseLevel,
+    Proposal,
+    ScheduleProposal,
+    noise_levels,
+    schedule_axis as schedule_axis,
+)
 from ._samplers._common import alpha_sigma_of
-from ._schedules import PiecewiseLinear, Schedule
+from ._schedules import Schedule
 
 
 class SigmoidWeighting(eqx.Module):
@@ -19,7 +27,7 @@ class SigmoidWeighting(eqx.Module):
 
     bias: float = 0.0
 
-    def __call__(self, lam: Float[Array, ""]) -> Float[Array, ""]:
+    def __call__(self, lam: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         return jax.nn.sigmoid(self.bias - lam)
 
 
@@ -44,64 +52,104 @@ def _squared_error(
 
 
 class Loss(eqx.Module):
-    """A per-example diffusion loss at time `t`."""
+    r"""A per-example diffusion loss at a drawn noise level.
+
+    Each loss is an objective over the example's own schedule,
+    $\int_{\lambda(1)}^{\lambda(0)} \omega(\lambda)\, \mathbb E\|r\|^2\, d\lambda$ for a
+    residual $r$, and `loss(denoiser, schedule, x, eps, level, cond, key=...)` is its
+    importance-sampled estimate $\omega(\lambda) / p(\lambda)\, \|r\|^2$ at a
+    [`spectral_diffusion.NoiseLevel`][] drawn by a [`spectral_diffusion.Proposal`][].
+    The expectation is the same for every proposal.
+    """
 
     multiscale_base: eqx.AbstractVar[int | None]
 
     @abc.abstractmethod
-    def __call__(self, denoiser, schedule, x, eps, t, cond, *, key) -> Float[Array, ""]: ...
+    def __call__(
+        self,
+        denoiser: Denoiser,
+        schedule: Schedule,
+        x: Float[Array, "C H W"],
+        eps: Float[Array, "C H W"],
+        level: NoiseLevel,
+        cond: Conditioning,
+        *,
+        key: PRNGKeyArray | None,
+    ) -> Float[Array, ""]: ...
 
 
-def _forward(denoiser: Denoiser, schedule: Schedule, x, eps, t, cond, key):
-    lam = schedule.logsnr(t)
-    alpha, sigma = alpha_sigma_of(lam)
+def _forward(denoiser: Denoiser, level: NoiseLevel, x, eps, cond, key):
+    alpha, sigma = alpha_sigma_of(level.logsnr)
     z = alpha * x + sigma * eps
-    return lam, alpha, sigma, z, denoiser.output(z, lam, cond, key=key)
+    return alpha, sigma, z, denoiser.output(z, level.logsnr, cond, key=key)
+
+
+def _time_weight(schedule: Schedule, level: NoiseLevel) -> Float[Array, "*batch"]:
+    # Losses defined as an expectation over t ~ U[0, 1] on the example's schedule have
+    # omega = dt/dlambda; as a ratio, exactly 1 under the schedule proposal.
+    return level.inverse_density / -schedule.dlogsnr_dt(level.t)
 
 
 class WeightedEpsLoss(Loss):
-    r"""Kingma & Gao's weighted loss:
-    $\tfrac12\, w(\lambda)\,(-\tfrac{d\lambda}{dt})\,\|\epsilon - \hat\epsilon\|^2$
-    (mean over pixels), with the schedule's own $d\lambda/dt$ — per instance for
-    spectral schedules."""
+    r"""Kingma & Gao's weighted loss, $\omega(\lambda) = \tfrac12 w(\lambda)$ on the
+    $\epsilon$-residual: the estimate is
+    $\tfrac12\, w(\lambda) / p(\lambda)\, \|\epsilon - \hat\epsilon\|^2$ (mean over
+    pixels). Under [`spectral_diffusion.ScheduleProposal`][], $1/p = -d\lambda/dt$ of
+    the example's own schedule (per instance for spectral schedules).
+
+    ??? cite "Reference"
+
+        ```bibtex
+        @inproceedings{kingma2023understanding,
+          title={Understanding Diffusion Objectives as the {ELBO} with Simple Data
+                 Augmentation},
+          author={Kingma, Diederik P and Gao, Ruiqi},
+          booktitle={Advances in Neural Information Processing Systems},
+          year={2023}
+        }
+        ```
+    """
 
     weighting: SigmoidWeighting = SigmoidWeighting()
     multiscale_base: int | None = None
 
-    def __call__(self, denoiser, schedule, x, eps, t, cond, *, key):
-        lam, alpha, sigma, z, out = _forward(denoiser, schedule, x, eps, t, cond, key)
+    def weight(self, level: NoiseLevel) -> Float[Array, "*batch"]:
+        r"""$\tfrac12\, w(\lambda) / p(\lambda)$, the weight of the squared
+        $\epsilon$-residual (any batch shape)."""
+        return 0.5 * self.weighting(level.logsnr) * level.inverse_density
+
+    def __call__(self, denoiser, schedule, x, eps, level, cond, *, key):
+        alpha, sigma, z, out = _forward(denoiser, level, x, eps, cond, key)
         eps_hat = denoiser.parameterisation.to_eps(out, z, alpha, sigma)
-        weight = 0.5 * self.weighting(lam) * -schedule.dlogsnr_dt(t)
-        return weight * _squared_error(eps - eps_hat, self.multiscale_base)
+        return self.weight(level) * _squared_error(eps - eps_hat, self.multiscale_base)
 
 
 class EpsLoss(Loss):
-    r"""Unweighted $\|\epsilon - \hat\epsilon\|^2$ (Ho et al.)."""
+    r"""Unweighted $\|\epsilon - \hat\epsilon\|^2$ (Ho et al.): the expectation over
+    $t \sim U[0, 1]$ on the example's schedule, whatever the proposal."""
 
     multiscale_base: int | None = None
 
-    def __call__(self, denoiser, schedule, x, eps, t, cond, *, key):
-        _, alpha, sigma, z, out = _forward(denoiser, schedule, x, eps, t, cond, key)
+    def __call__(self, denoiser, schedule, x, eps, level, cond, *, key):
+        alpha, sigma, z, out = _forward(denoiser, level, x, eps, cond, key)
         eps_hat = denoiser.parameterisation.to_eps(out, z, alpha, sigma)
-        return _squared_error(eps - eps_hat, self.multiscale_base)
+        error = _squared_error(eps - eps_hat, self.multiscale_base)
+        return _time_weight(schedule, level) * error
 
 
 class VLoss(Loss):
-    r"""$\|v - \hat v\|^2$ with $v = \alpha\epsilon - \sigma x$ (Salimans & Ho)."""
+    r"""$\|v - \hat v\|^2$ with $v = \alpha\epsilon - \sigma x$ (Salimans & Ho): the
+    expectation over $t \sim U[0, 1]$ on the example's schedule, whatever the
+    proposal."""
 
     multiscale_base: int | None = None
 
-    def __call__(self, denoiser, schedule, x, eps, t, cond, *, key):
-        _, alpha, sigma, z, out = _forward(denoiser, schedule, x, eps, t, cond, key)
+    def __call__(self, denoiser, schedule, x, eps, level, cond, *, key):
+        alpha, sigma, z, out = _forward(denoiser, level, x, eps, cond, key)
         x_hat = denoiser.parameterisation.to_x(out, z, alpha, sigma)
         eps_hat = (z - alpha * x_hat) / sigma
         v, v_hat = alpha * eps - sigma * x, alpha * eps_hat - sigma * x_hat
-        return _squared_error(v - v_hat, self.multiscale_base)
-
-
-def schedule_axis(schedule: Schedule) -> int | None:
-    """0 for one schedule per example (batched knots), None for a shared one."""
-    return 0 if isinstance(schedule, PiecewiseLinear) and schedule.knots.ndim == 2 else None
+        return _time_weight(schedule, level) * _squared_error(v - v_hat, self.multiscale_base)
 
 
 def batch_loss(
@@ -114,28 +162,45 @@ def batch_loss(
     key: PRNGKeyArray,
     label_dropout: float = 0.0,
     num_classes: int = 1,
+    proposal: Proposal = ScheduleProposal(),
 ) -> Float[Array, ""]:
-    r"""Mean loss over a batch, with $t$ stratified over the batch.
+    r"""Mean loss over a batch, at noise levels drawn by `proposal` with stratified
+    quantiles.
 
-    $t_i = (u + i/B) \bmod 1$ for one $u \sim U[0, 1)$: the batch covers $[0, 1)$
+    $u_i = (u + i/B) \bmod 1$ for one $u \sim U[0, 1)$ (see
+    [`spectral_diffusion.noise_levels`][]): the batch covers the proposal's quantiles
     evenly, which lowers the variance of the loss estimate. Per-instance (batched
     [`spectral_diffusion.PiecewiseLinear`][]) and shared schedules go through the same
     code: the per-example loss is mapped over the schedule's batch axis if it has one.
     Labels are replaced by the null class `num_classes` with probability
     `label_dropout` (for classifier-free guidance). The conditioning carries each
     example's $\lambda(0)$ and $\lambda(1)$.
+
+    **Arguments:**
+
+    - `loss`: a [`spectral_diffusion.Loss`][].
+    - `denoiser`: the [`spectral_diffusion.Denoiser`][] being trained.
+    - `schedule`: one shared schedule or one per example; the denoiser is conditioned
+        on its end points.
+    - `x`, `labels`: the batch.
+    - `key`: randomness of the noise levels, the noise, label dropout and the network.
+    - `label_dropout`, `num_classes`: classifier-free guidance training.
+    - `proposal`: how noise levels are drawn; the default
+        [`spectral_diffusion.ScheduleProposal`][] is $t \sim U[0, 1)$ on each
+        example's schedule. [`spectral_diffusion.TruncatedProposal`][] estimates the
+        same objective with lower variance for tight per-instance schedules.
     """
     batch = x.shape[0]
     t_key, eps_key, drop_key, net_key = jax.random.split(key, 4)
-    t = jnp.mod(jax.random.uniform(t_key) + jnp.arange(batch) / batch, 1.0)
+    levels = noise_levels(proposal, schedule, batch, key=t_key)
     eps = jax.random.normal(eps_key, x.shape, x.dtype)
     dropped = jax.random.bernoulli(drop_key, label_dropout, (batch,))
     labels = jnp.where(dropped, num_classes, labels)
 
-    def one(schedule, x, eps, t, label, key):
+    def one(schedule, x, eps, level, label, key):
         ends = schedule.logsnr(jnp.array([0.0, 1.0]))
         cond = Conditioning(label, ends[0], ends[1])
-        return loss(denoiser, schedule, x, eps, t, cond, key=key)
+        return loss(denoiser, schedule, x, eps, level, cond, key=key)
 
     per_example = jax.vmap(one, in_axes=(schedule_axis(schedule), 0, 0, 0, 0, 0))
-    return jnp.mean(per_example(schedule, x, eps, t, labels, jax.random.split(net_key, batch)))
+    return jnp.mean(per_example(schedule, x, eps, levels, labels, jax.random.split(net_key, batch)))

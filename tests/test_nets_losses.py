@@ -38,6 +38,7 @@ def nets(key):
     }
 
 
+@eqx.filter_jit
 def perturb(model, key):
     """Random weights everywhere (the zero-initialised heads would hide everything)."""
     leaves, tree = jax.tree.flatten(eqx.filter(model, eqx.is_array))
@@ -100,12 +101,21 @@ def test_weighted_loss_matches_formula(getkey):
     expected = (
         0.5 * jax.nn.sigmoid(2.0 - lam) * -schedule.dlogsnr_dt(t) * jnp.mean((eps - eps_hat) ** 2)
     )
+    level = sd.ScheduleProposal()(schedule, t)
     loss = sd.WeightedEpsLoss(sd.SigmoidWeighting(2.0))(
-        denoiser, schedule, x, eps, t, COND, key=None
+        denoiser, schedule, x, eps, level, COND, key=None
     )
     assert tree_allclose(loss, expected, rtol=1e-5)
-    unweighted = sd.EpsLoss()(denoiser, schedule, x, eps, t, COND, key=None)
+    unweighted = sd.EpsLoss()(denoiser, schedule, x, eps, level, COND, key=None)
     assert tree_allclose(unweighted, jnp.mean((eps - eps_hat) ** 2), rtol=1e-5)
+    # Under another proposal the weight carries 1/p instead of -dlambda/dt.
+    truncated = sd.TruncatedProposal(sd.LinearLogSNR(-20.0, 20.0))(schedule, 0.3)
+    ratio = truncated.inverse_density / -schedule.dlogsnr_dt(truncated.t)
+    x_lam = schedule.logsnr(truncated.t)
+    alpha, sigma = jnp.sqrt(jax.nn.sigmoid(x_lam)), jnp.sqrt(jax.nn.sigmoid(-x_lam))
+    eps_hat = net(alpha * x + sigma * eps, truncated.logsnr, COND)
+    unweighted = sd.EpsLoss()(denoiser, schedule, x, eps, truncated, COND, key=None)
+    assert tree_allclose(unweighted, ratio * jnp.mean((eps - eps_hat) ** 2), rtol=1e-4)
 
 
 def test_multiscale_scores_white_noise_alike_at_every_scale(getkey):

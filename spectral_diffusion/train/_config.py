@@ -53,6 +53,12 @@ class LossConfig:
     kind: str = "weighted_eps"
     bias: float = 0.0
     multiscale_base: int | None = None
+    #: How training draws noise levels (SPEC §5): "schedule" (t ~ U[0, 1] on each
+    #: example's own schedule), "truncated" (the baseline schedule's density at this
+    #: resolution, restricted to each example's range: the interpolated cosine with
+    #: `schedule.low`, the cosine over [-15, 15] at 32 px) or "auto" ("truncated" for
+    #: the spectral kinds, "schedule" for the fixed ones).
+    proposal: str = "auto"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from .._conditioning import ScheduleMixture
 from .._io import atomic_write_text
 from .._losses import EpsLoss, Loss, SigmoidWeighting, VLoss, WeightedEpsLoss, batch_loss
 from .._nets import PARAMETERISATIONS, Denoiser, UNet, UViT
+from .._proposals import Proposal, ScheduleProposal, TruncatedProposal
 from .._schedules import Cosine, InterpolatedCosine, PiecewiseLinear, Schedule
 from .._schedules._spectral import global_spectral_schedule, spectral_schedule
 from .._spectrum import rapsd
@@ -73,6 +74,28 @@ def build_loss(config: TrainConfig) -> Loss:
     return kinds[loss.kind]()
 
 
+#: Schedule kinds built from the data's spectra (per instance or global).
+SPECTRAL_KINDS = ("spectral", "global_spectral")
+
+
+def baseline_schedule(config: TrainConfig) -> Schedule:
+    """The SiD2 baseline schedule at the config's resolution: the interpolated cosine
+    from `schedule.low` (the cosine over [-15, 15] when the resolution is `low`)."""
+    return InterpolatedCosine(config.data.image_size, low=config.schedule.low)
+
+
+def build_proposal(config: TrainConfig) -> Proposal:
+    """The training proposal `loss.proposal` names ("auto": truncated to each example's
+    range for the spectral kinds, the schedule's own density otherwise)."""
+    choice = config.loss.proposal
+    check_choice(choice, "loss.proposal", dict.fromkeys(("auto", "schedule", "truncated")))
+    if choice == "auto":
+        choice = "truncated" if config.schedule.kind in SPECTRAL_KINDS else "schedule"
+    if choice == "schedule":
+        return ScheduleProposal()
+    return TruncatedProposal(baseline_schedule(config))
+
+
 class ScheduleSource(NamedTuple):
     """How a run gets its schedules: `knots(images)` computes per-example knots in the
     data pipeline (or is `None`), and `schedule(knots)` turns a batch's knots (or
@@ -105,7 +128,7 @@ def build_schedules(config: TrainConfig, source) -> ScheduleSource:
     if s.kind == "global_spectral":
         fixed = global_spectral_schedule(dataset_rapsd(source), **spectral)
     elif s.kind == "interpolated_cosine":
-        fixed = InterpolatedCosine(config.data.image_size, low=s.low)
+        fixed = baseline_schedule(config)
     else:
         fixed = Cosine()
     return ScheduleSource(None, lambda knots: fixed)
@@ -184,6 +207,7 @@ def make_train_step(
     config: TrainConfig, num_classes: int, schedule_of: Callable[..., Schedule]
 ) -> Callable:
     loss, optimizer = build_loss(config), build_optimizer(config)
+    proposal = build_proposal(config)
 
     @eqx.filter_jit
     def train_step(state: TrainState, images, labels, knots, key):
@@ -197,6 +221,7 @@ def make_train_step(
                 key=key,
                 label_dropout=config.label_dropout,
                 num_classes=num_classes,
+                proposal=proposal,
             )
 
         value, grads = eqx.filter_value_and_grad(objective)(state.denoiser)
