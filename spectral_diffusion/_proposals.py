@@ -137,7 +137,9 @@ class TruncatedProposal(Proposal):
         tau = jnp.asarray(tau)
         inside = self.reference.logsnr(jnp.clip(tau, 0.0, 1.0))
         return jnp.where(
-            tau < 0.0, lam0 + slope0 * tau, jnp.where(tau > 1.0, lam1 + slope1 * (tau - 1.0), inside)
+            tau < 0.0,
+            lam0 + slope0 * tau,
+            jnp.where(tau > 1.0, lam1 + slope1 * (tau - 1.0), inside),
         )
 
     def dlogsnr_dt(self, tau: Float[ArrayLike, "*shape"]) -> Float[Array, "*shape"]:

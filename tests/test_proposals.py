@@ -36,7 +36,9 @@ def exact_integral(lam_1: float, lam_0: float, omega) -> float:
     grid = np.linspace(lam_1, lam_0, 20_001)
     values = np.asarray(omega(jnp.asarray(grid, jnp.float32)) * f(jnp.asarray(grid)), np.float64)
     h = grid[1] - grid[0]
-    return float(h / 3 * (values[0] + values[-1] + 4 * values[1:-1:2].sum() + 2 * values[2:-1:2].sum()))
+    return float(
+        h / 3 * (values[0] + values[-1] + 4 * values[1:-1:2].sum() + 2 * values[2:-1:2].sum())
+    )
 
 
 @eqx.filter_jit
@@ -161,7 +163,9 @@ class TinyNet(eqx.Module):
         return self.scale * z * (1.0 + embed) + 0.01 * cond.label.astype(z.dtype)
 
 
-def old_batch_loss(loss_weighting, denoiser, schedule, x, labels, *, key, label_dropout, num_classes):
+def old_batch_loss(
+    loss_weighting, denoiser, schedule, x, labels, *, key, label_dropout, num_classes
+):
     """main before the proposals (commit bb41740): t stratified on each example's own
     schedule, weight w(lam) * -dlambda/dt / 2 on the eps residual."""
     batch = x.shape[0]
@@ -199,7 +203,15 @@ def test_schedule_proposal_reproduces_the_old_loss_bit_for_bit(getkey):
 
     # The cpu preset's path (U-ViT, per-instance schedules; the value: a U-ViT's
     # gradient takes long to compile) and, with gradients, per-instance and shared.
-    net = sd.UViT(image_size=8, stage_channels=(8, 16), dim=16, depth=1, num_heads=2, num_classes=3, key=getkey())
+    net = sd.UViT(
+        image_size=8,
+        stage_channels=(8, 16),
+        dim=16,
+        depth=1,
+        num_heads=2,
+        num_classes=3,
+        key=getkey(),
+    )
     uvit = sd.Denoiser(perturb(net, getkey()))
     tiny = sd.Denoiser(TinyNet(jnp.array(0.5)))
     per_instance = sd.spectral_schedule(sd.rapsd(x))
