@@ -49,7 +49,13 @@ def leaves(state):
 
 
 def test_resume_equals_uninterrupted(tmp_path):
-    straight = train(TINY, tmp_path / "a", progress=False)
+    # Run "a" also keeps every checkpoint at a multiple of 2 (learning curves).
+    curve = dataclasses.replace(TINY, keep_checkpoints=1, keep_every=2)
+    straight = train(curve, tmp_path / "a", progress=False)
+    early = restore(tmp_path / "a", step=2)
+    assert int(early.step) == 2 and not tree_allclose(leaves(early), leaves(straight))
+    with pytest.raises(FileNotFoundError, match=r"step 3 .*kept: \[2, 4\]"):
+        restore(tmp_path / "a", step=3)
     train(TINY, tmp_path / "b", steps=2, progress=False)
     resumed = train(TINY, tmp_path / "b", progress=False)
     assert int(resumed.step) == 4

@@ -52,8 +52,14 @@ class ConditionEmbedding(eqx.Module):
         return self.mlp(jnp.concatenate(parts))
 
 
+def _per_channel(v: Float[Array, " C"], like: Float[Array, "... C"]) -> Float[Array, "... C"]:
+    """`v` shaped to broadcast along the last (channel) axis of `like` (explicitly, so
+    code runs under `jax_numpy_rank_promotion="raise"`)."""
+    return v.reshape((1,) * (like.ndim - 1) + (-1,))
+
+
 class FiLM(eqx.Module):
-    r"""$h \mapsto h\,(1 + \gamma(c)) + \beta(c)$ per channel (channels first)."""
+    r"""$h \mapsto h\,(1 + \gamma(c)) + \beta(c)$ per channel (channels last)."""
 
     linear: eqx.nn.Linear
 
@@ -65,21 +71,30 @@ class FiLM(eqx.Module):
         )
 
     def __call__(
-        self, h: Float[Array, "C ..."], embedding: Float[Array, " E"]
-    ) -> Float[Array, "C ..."]:
+        self, h: Float[Array, "... C"], embedding: Float[Array, " E"]
+    ) -> Float[Array, "... C"]:
         gamma, beta = jnp.split(self.linear(embedding), 2)
-        expand = (slice(None),) + (None,) * (h.ndim - 1)
-        return h * (1.0 + gamma[expand]) + beta[expand]
+        return h * (1.0 + _per_channel(gamma, h)) + _per_channel(beta, h)
+
+
+# The networks' interface is channels first, `(C, H, W)`, as equinox.nn expects; inside,
+# every feature map is channels last, `(H, W, C)`, transposed once on the way in and
+# once on the way out. XLA:CPU runs channels-first convolutions inside loop bodies
+# about 10x slower than channels-last ones (jax-ml/jax#12868; every sampler is a
+# loop), and transposing around each convolution instead cost a sixth of a training
+# step in layout copies (measured on the cpu preset).
+
+
+def to_channels_last(x: Float[Array, "C H W"]) -> Float[Array, "H W C"]:
+    return jnp.transpose(x, (1, 2, 0))
+
+
+def to_channels_first(x: Float[Array, "H W C"]) -> Float[Array, "C H W"]:
+    return jnp.transpose(x, (2, 0, 1))
 
 
 class Conv2d(eqx.Module):
-    """A 'same' 2-D convolution of one `(C, H, W)` image, computed channels-last.
-
-    XLA:CPU runs channels-first convolutions inside loop bodies about 10x slower than
-    outside them (jax-ml/jax#12868), and every sampler is a loop; channels-last
-    convolutions do not have the problem (measured: 3.0 ms vs 50 ms per call in a
-    `lax.scan`, 32 x 32 x 32 x 32). The interface stays channels-first.
-    """
+    """A 'same' 2-D convolution of one channels-last `(H, W, C)` feature map."""
 
     weight: Float[Array, "kh kw c_in c_out"]
     bias: Float[Array, " c_out"]
@@ -89,19 +104,51 @@ class Conv2d(eqx.Module):
         self.weight = jnp.transpose(reference.weight, (2, 3, 1, 0))
         self.bias = reference.bias[:, 0, 0]
 
-    def __call__(self, x: Float[Array, "C H W"]) -> Float[Array, "D H W"]:
+    def __call__(self, x: Float[Array, "H W C"]) -> Float[Array, "H W D"]:
         out = jax.lax.conv_general_dilated(
-            jnp.transpose(x, (1, 2, 0))[None],
+            x[None],
             self.weight,
             (1, 1),
             "SAME",
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )[0]
-        return jnp.transpose(out, (2, 0, 1)) + self.bias[:, None, None]
+        return out + _per_channel(self.bias, out)
 
 
 def _groups(channels: int) -> int:
     return math.gcd(channels, 32)
+
+
+class GroupNorm(eqx.Module):
+    """Group normalisation of a channels-last `(..., C)` feature map, with a per-channel
+    affine map (initialised to the identity, as `equinox.nn.GroupNorm`)."""
+
+    weight: Float[Array, " C"]
+    bias: Float[Array, " C"]
+    groups: int = eqx.field(static=True)
+    eps: float = eqx.field(static=True)
+
+    def __init__(self, channels: int, *, eps: float = 1e-5):
+        self.groups = _groups(channels)
+        self.eps = eps
+        self.weight = jnp.ones(channels)
+        self.bias = jnp.zeros(channels)
+
+    def __call__(self, x: Float[Array, "... C"]) -> Float[Array, "... C"]:
+        channels = x.shape[-1]
+        flat = x.reshape(-1, channels)
+
+        def group_mean(values):
+            # Positions first, then channels within a group: both reductions run along
+            # contiguous memory (one strided reduction over (positions, group members)
+            # made the backward pass 3x slower on CPU).
+            per_channel = jnp.mean(values, axis=0).reshape(self.groups, -1)
+            return jnp.repeat(jnp.mean(per_channel, axis=1), channels // self.groups)
+
+        centred = flat - group_mean(flat)[None]
+        variance = group_mean(centred**2)
+        out = (centred * jax.lax.rsqrt(variance + self.eps)[None]).reshape(x.shape)
+        return _per_channel(self.weight, out) * out + _per_channel(self.bias, out)
 
 
 def zeroed(module, where):
@@ -112,24 +159,25 @@ def zeroed(module, where):
 class OutputHead(eqx.Module):
     """GroupNorm -> SiLU -> zero-initialised conv: a fresh network outputs exactly 0."""
 
-    norm: eqx.nn.GroupNorm
+    norm: GroupNorm
     conv: Conv2d
 
     def __init__(self, channels: int, out_channels: int, *, key: PRNGKeyArray):
-        self.norm = eqx.nn.GroupNorm(_groups(channels), channels)
+        self.norm = GroupNorm(channels)
         self.conv = zeroed(Conv2d(channels, out_channels, 3, key=key), lambda c: (c.weight, c.bias))
 
-    def __call__(self, h: Float[Array, "C H W"]) -> Float[Array, "D H W"]:
+    def __call__(self, h: Float[Array, "H W C"]) -> Float[Array, "H W D"]:
         return self.conv(jax.nn.silu(self.norm(h)))
 
 
 class ResBlock(eqx.Module):
-    """GroupNorm -> FiLM -> SiLU -> conv, twice, with dropout between and a residual."""
+    """GroupNorm -> FiLM -> SiLU -> conv, twice, with dropout between and a residual
+    (channels last)."""
 
-    norm1: eqx.nn.GroupNorm
+    norm1: GroupNorm
     film1: FiLM
     conv1: Conv2d
-    norm2: eqx.nn.GroupNorm
+    norm2: GroupNorm
     film2: FiLM
     conv2: Conv2d
     skip: Conv2d | None
@@ -137,10 +185,10 @@ class ResBlock(eqx.Module):
 
     def __init__(self, c_in: int, c_out: int, embedding_dim: int, dropout: float, *, key):
         keys = jax.random.split(key, 5)
-        self.norm1 = eqx.nn.GroupNorm(_groups(c_in), c_in)
+        self.norm1 = GroupNorm(c_in)
         self.film1 = FiLM(embedding_dim, c_in, key=keys[0])
         self.conv1 = Conv2d(c_in, c_out, 3, key=keys[1])
-        self.norm2 = eqx.nn.GroupNorm(_groups(c_out), c_out)
+        self.norm2 = GroupNorm(c_out)
         self.film2 = FiLM(embedding_dim, c_out, key=keys[2])
         # Zero-initialised last conv: each block starts as the identity.
         self.conv2 = zeroed(Conv2d(c_out, c_out, 3, key=keys[3]), lambda c: c.weight)
@@ -155,31 +203,55 @@ class ResBlock(eqx.Module):
 
 
 class Attention(eqx.Module):
-    """Self-attention over the spatial positions of a `(C, H, W)` feature map."""
+    """Self-attention over the spatial positions of a channels-last `(H, W, C)` map."""
 
-    norm: eqx.nn.GroupNorm
+    norm: GroupNorm
     attention: eqx.nn.MultiheadAttention
 
     def __init__(self, channels: int, num_heads: int, *, key):
-        self.norm = eqx.nn.GroupNorm(_groups(channels), channels)
+        self.norm = GroupNorm(channels)
         self.attention = zeroed(
             eqx.nn.MultiheadAttention(num_heads, channels, key=key), lambda a: a.output_proj.weight
         )
 
-    def __call__(self, x: Float[Array, "C H W"]) -> Float[Array, "C H W"]:
-        channels, height, width = x.shape
-        tokens = self.norm(x).reshape(channels, -1).T
-        out = self.attention(tokens, tokens, tokens)
-        return x + out.T.reshape(channels, height, width)
+    def __call__(self, x: Float[Array, "H W C"]) -> Float[Array, "H W C"]:
+        tokens = self.norm(x).reshape(-1, x.shape[-1])
+        return x + self.attention(tokens, tokens, tokens).reshape(x.shape)
 
 
-def downsample(x: Float[Array, "C H W"]) -> Float[Array, "C h w"]:
-    channels, height, width = x.shape
-    return x.reshape(channels, height // 2, 2, width // 2, 2).mean(axis=(2, 4))
+def downsample(x: Float[Array, "H W C"]) -> Float[Array, "h w C"]:
+    height, width, channels = x.shape
+    return x.reshape(height // 2, 2, width // 2, 2, channels).mean(axis=(1, 3))
 
 
-def upsample(x: Float[Array, "C h w"]) -> Float[Array, "C H W"]:
-    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+def upsample(x: Float[Array, "h w C"]) -> Float[Array, "H W C"]:
+    return jnp.repeat(jnp.repeat(x, 2, axis=0), 2, axis=1)
+
+
+@jax.custom_vjp
+def gradient_barrier(x: Float[Array, "..."]) -> Float[Array, "..."]:
+    """The identity, whose cotangent XLA must compute before using it.
+
+    The backward pass multiplies the cotangent by an identity matrix (exact in float32
+    at `Precision.HIGHEST`; a negligible matmul). Without it XLA:CPU fuses the residual
+    stream's gradient through every later transformer block into each weight-gradient
+    transpose, recomputing the chain per block, so the backward pass grows
+    quadratically with depth (measured: 13% of a cpu-preset training step).
+    `lax.optimization_barrier` does not help: XLA:CPU removes it before fusion.
+    """
+    return x
+
+
+def _barrier_fwd(x):
+    return x, None
+
+
+def _barrier_bwd(_, cotangent):
+    eye = jnp.eye(cotangent.shape[-1], dtype=cotangent.dtype)
+    return (jnp.matmul(cotangent, eye, precision=jax.lax.Precision.HIGHEST),)
+
+
+gradient_barrier.defvjp(_barrier_fwd, _barrier_bwd)
 
 
 def split_key(key: PRNGKeyArray | None, num: int) -> list[PRNGKeyArray | None]:

@@ -16,6 +16,8 @@ from ._blocks import (
     ResBlock,
     downsample,
     split_key,
+    to_channels_first,
+    to_channels_last,
     upsample,
 )
 
@@ -109,7 +111,7 @@ class UNet(eqx.Module):
         """Dropout is active only when a `key` is given (training)."""
         embedding = self.embedding(lam, cond)
         keys = iter(split_key(key, len(self.down) + len(self.up) + 2))
-        h = self.stem(z)
+        h = self.stem(to_channels_last(z))
         skips = [h]
         blocks = iter(self.down)
         num_res_blocks = len(self.down) // len(self.levels)
@@ -134,9 +136,12 @@ class UNet(eqx.Module):
             for _ in range(num_res_blocks + 1):
                 res, attn = next(blocks)
                 h = res(
-                    jnp.concatenate([h, skips.pop()]), embedding, key=next(keys), inference=False
+                    jnp.concatenate([h, skips.pop()], axis=-1),
+                    embedding,
+                    key=next(keys),
+                    inference=False,
                 )
                 h = h if attn is None else attn(h)
             if level > 0:
                 h = upsample(h)
-        return self.head(h)
+        return to_channels_first(self.head(h))

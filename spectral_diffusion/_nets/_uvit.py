@@ -16,7 +16,10 @@ from ._blocks import (
     OutputHead,
     ResBlock,
     downsample,
+    gradient_barrier,
     split_key,
+    to_channels_first,
+    to_channels_last,
     upsample,
     zeroed,
 )
@@ -49,7 +52,7 @@ class TransformerBlock(eqx.Module):
         self.dropout = eqx.nn.Dropout(dropout)
 
     def __call__(self, tokens, embedding, *, key):
-        modulate = lambda film, norm, x: film(jax.vmap(norm)(x).T, embedding).T  # noqa: E731
+        modulate = lambda film, norm, x: film(jax.vmap(norm)(x), embedding)  # noqa: E731
         h = modulate(self.film1, self.norm1, tokens)
         tokens = tokens + self.attention(h, h, h)
         h = jax.vmap(self.mlp)(modulate(self.film2, self.norm2, tokens))
@@ -129,7 +132,7 @@ class UViT(eqx.Module):
         """Dropout is active only when a `key` is given (training)."""
         embedding = self.embedding(lam, cond)
         stages = len(self.down) // self.num_res_blocks
-        h, skips = self.stem(z), []
+        h, skips = self.stem(to_channels_last(z)), []
         for stage in range(stages):
             for i in range(self.num_res_blocks):
                 h = self.down[stage * self.num_res_blocks + i](
@@ -138,15 +141,16 @@ class UViT(eqx.Module):
                 skips.append(h)
             if stage < stages - 1:
                 h = downsample(h)
-        channels, height, width = h.shape
-        tokens = jax.vmap(self.to_tokens)(h.reshape(channels, -1).T) + self.position
+        tokens = jax.vmap(self.to_tokens)(h.reshape(-1, h.shape[-1])) + self.position
         for block, block_key in zip(self.transformer, split_key(key, len(self.transformer))):
-            tokens = block(tokens, embedding, key=block_key)
-        h = h + jax.vmap(self.from_tokens)(tokens).T.reshape(channels, height, width)
+            tokens = gradient_barrier(block(tokens, embedding, key=block_key))
+        h = h + jax.vmap(self.from_tokens)(tokens).reshape(h.shape)
         for stage in range(stages):
             for i in range(self.num_res_blocks):
                 block = self.up[stage * self.num_res_blocks + i]
-                h = block(jnp.concatenate([h, skips.pop()]), embedding, key=None, inference=True)
+                h = block(
+                    jnp.concatenate([h, skips.pop()], axis=-1), embedding, key=None, inference=True
+                )
             if stage < stages - 1:
                 h = upsample(h)
-        return self.head(h)
+        return to_channels_first(self.head(h))

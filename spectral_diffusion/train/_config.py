@@ -83,6 +83,9 @@ class TrainConfig:
     label_dropout: float = 0.1
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
+    #: Also keep every checkpoint whose step is a multiple of this (for learning
+    #: curves: `restore(workdir, step=...)`); None keeps only the latest ones.
+    keep_every: int | None = None
     log_every: int = 20
     seed: int = 0
     #: Call jax.distributed.initialize() (multi-host); single host otherwise.

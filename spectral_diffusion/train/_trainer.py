@@ -80,8 +80,9 @@ SPECTRAL_KINDS = ("spectral", "global_spectral")
 
 def baseline_schedule(config: TrainConfig) -> Schedule:
     """The SiD2 baseline schedule at the config's resolution: the interpolated cosine
-    from `schedule.low` (the cosine over [-15, 15] when the resolution is `low`)."""
-    return InterpolatedCosine(config.data.image_size, low=config.schedule.low)
+    from `schedule.low` (the plain cosine over [-15, 15] at or below `low` pixels)."""
+    size = config.data.image_size
+    return InterpolatedCosine(size, low=min(config.schedule.low, size))
 
 
 def build_proposal(config: TrainConfig) -> Proposal:
@@ -247,12 +248,14 @@ def make_train_step(
 # ---------------------------------------------------------------- checkpoints
 
 
-def _manager(workdir: Path, keep: int) -> ocp.CheckpointManager:
+def _manager(workdir: Path, config: TrainConfig) -> ocp.CheckpointManager:
     # Orbax writes each checkpoint to a temporary directory and renames it when
     # complete: a crash never leaves a half-written checkpoint behind.
     return ocp.CheckpointManager(
         (workdir / "checkpoints").absolute(),
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=config.keep_checkpoints, keep_period=config.keep_every, create=True
+        ),
     )
 
 
@@ -278,12 +281,13 @@ def _restore_into(manager: ocp.CheckpointManager, template: TrainState, step: in
     return eqx.combine(dynamic, static)
 
 
-def restore(workdir: str | os.PathLike) -> TrainState:
-    """The train state of the latest checkpoint in `workdir` (and its config).
+def restore(workdir: str | os.PathLike, step: int | None = None) -> TrainState:
+    """The train state of a checkpoint in `workdir`: the latest, or the one of `step`
+    (kept when it is among the latest or a multiple of `config.keep_every`).
 
     **Raises:**
 
-    `FileNotFoundError` when `workdir` holds no config or no checkpoint.
+    `FileNotFoundError` when `workdir` holds no config or no checkpoint (of `step`).
     """
     workdir = Path(workdir)
     config_path = workdir / "config.json"
@@ -291,10 +295,13 @@ def restore(workdir: str | os.PathLike) -> TrainState:
         raise FileNotFoundError(f"No training run in {workdir} (missing config.json).")
     config = TrainConfig.from_dict(json.loads(config_path.read_text()))
     meta = json.loads((workdir / "run.json").read_text())
-    manager = _manager(workdir, config.keep_checkpoints)
-    step = manager.latest_step()
-    if step is None:
-        raise FileNotFoundError(f"No checkpoint in {workdir / 'checkpoints'}.")
+    manager = _manager(workdir, config)
+    steps = manager.all_steps()
+    if not steps or (step is not None and step not in steps):
+        kept = f"kept: {sorted(steps)}" if steps else "none kept"
+        which = "" if step is None else f" of step {step}"
+        raise FileNotFoundError(f"No checkpoint{which} in {workdir / 'checkpoints'} ({kept}).")
+    step = manager.latest_step() if step is None else step
     return _restore_into(manager, init_state(config, meta["num_classes"]), step)
 
 
@@ -354,6 +361,8 @@ def train(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     total = config.steps if steps is None else steps
+    # Config choices are resolved before any slow setup, so a typo fails at once.
+    build_loss(config), build_proposal(config)
     source = build_source(config)
     num_classes = getattr(source, "num_classes", 1)
     config_path = workdir / "config.json"
@@ -377,7 +386,7 @@ def train(
     if config.schedule.kind == "spectral" and not (workdir / MIXTURE_FILE).is_file():
         fit_schedule_mixture(config, source, num_classes).save(workdir / MIXTURE_FILE)
     state = _place(init_state(config, num_classes), replicated)
-    manager = _manager(workdir, config.keep_checkpoints)
+    manager = _manager(workdir, config)
     if manager.latest_step() is not None:
         state = _restore_into(manager, state, manager.latest_step())
     start = int(state.step)
