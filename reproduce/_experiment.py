@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 import spectral_diffusion as sd
 from spectral_diffusion._checks import check_choice
-from spectral_diffusion.train import TrainConfig, train
+from spectral_diffusion.train import TrainConfig, restore, train
 from spectral_diffusion.train._trainer import (
     MIXTURE_FILE,
     build_schedules,
@@ -56,6 +56,9 @@ class Variant:
     guidance_interval: tuple[float, float] | None = None
     #: TDAS frequency filter, estimated from this variant's own samples at this NFE.
     tdas: bool = False
+    #: Sample along another (spectral) run's schedules (its `generation`), keeping this
+    #: run's own conditioning: "schedule at inference only".
+    schedules_from: TrainConfig | None = None
 
     def key(self) -> str:
         fields = dataclasses.asdict(self)
@@ -103,12 +106,7 @@ class Reference:
         # Enough for the classifier; ImageNet-sized sources are never loaded whole.
         train_images, train_labels = arrays(self.train_source, limit=50_000)
         self.num_classes = getattr(self.train_source, "num_classes", 1)
-        # Real-vs-real distances at the same N (disjoint random sets of training
-        # images): the floor of every score, and how much FD varies at this N.
-        n = len(self.images)
-        order = np.random.default_rng(0).permutation(len(train_images))
-        subsets = [order[i * n : (i + 1) * n] for i in range(max(1, min(3, len(order) // n)))]
-        self.train_images = train_images[subsets[0]]
+        self.train_images, self.train_labels = train_images, train_labels
         if suite.features == "classifier":
             model = sd.metrics.train_classifier(
                 train_images, train_labels, steps=suite.classifier_steps
@@ -121,12 +119,50 @@ class Reference:
         self.features = suite.features
         self.reference_features = self._features(self.images)
         self.reference_spectra = self._log_rapsd(self.images)
-        floors = [self.scores(train_images[subset]) for subset in subsets]
-        self.floor = {k: float(np.mean([f[k] for f in floors])) for k in floors[0]}
-        self.floor_spread = {
-            k: float(np.std([f[k] for f in floors], ddof=1)) if len(floors) > 1 else 0.0
-            for k in floors[0]
-        }
+        self._floors: dict[int, tuple[dict, dict]] = {}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, n: int | None) -> np.ndarray:
+        """Indices of `n` reference images (all for None), taken class by class in
+        turn: the first of every class, then the second, and so on (class-balanced
+        when `n` is a multiple of the classes). A smaller evaluation thus reuses the
+        same images, labels, noise and schedules as the full one (common random
+        numbers)."""
+        if n is None or n >= len(self):
+            return np.arange(len(self))
+        rank = np.zeros(len(self), int)
+        for c in np.unique(self.labels):
+            rank[self.labels == c] = np.arange(np.sum(self.labels == c))
+        return np.sort(np.lexsort((self.labels, rank))[:n])
+
+    def floor_at(self, n: int | None = None) -> tuple[dict[str, float], dict[str, float]]:
+        """Scores of sets of `n` real training images (default: as many as the reference)
+        against the reference: the floor of every score at that N, as the mean and the
+        standard deviation over up to 3 disjoint sets (FD's own noise at this N)."""
+        n = len(self) if n is None else n
+        if n not in self._floors:
+            order = np.random.default_rng(0).permutation(len(self.train_images))
+            count = max(1, min(3, len(order) // n))
+            floors = [
+                self.scores(self.train_images[order[i * n : (i + 1) * n]]) for i in range(count)
+            ]
+            mean = {k: float(np.mean([f[k] for f in floors])) for k in floors[0]}
+            spread = {
+                k: float(np.std([f[k] for f in floors], ddof=1)) if count > 1 else 0.0
+                for k in floors[0]
+            }
+            self._floors[n] = mean, spread
+        return self._floors[n]
+
+    @property
+    def floor(self) -> dict[str, float]:
+        return self.floor_at()[0]
+
+    @property
+    def floor_spread(self) -> dict[str, float]:
+        return self.floor_at()[1]
 
     def _features(self, images):
         return sd.metrics.extract(self.feature_fn, images, desc=self.features)
@@ -163,18 +199,27 @@ def arrays(source, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
 
 
 @eqx.filter_jit
-def _sample_batch(denoise, knots, labels, z1, nfe: int, noise_filter):
-    def one(knots, z, label):
-        cond = sd.Conditioning(label, knots[0], knots[-1])
+def _sample_batch(denoise, knots, ends, labels, z1, nfe: int, noise_filter):
+    def one(knots, ends, z, label):
+        cond = sd.Conditioning(label, ends[0], ends[1])
         schedule = sd.PiecewiseLinear(knots)
         return sd.ddim(denoise, schedule, z, nfe, cond=cond, noise_filter=noise_filter)
 
-    return jax.vmap(one)(knots, z1, labels)
+    return jax.vmap(one)(knots, ends, z1, labels)
+
+
+def _data_sharding(batch_size: int) -> NamedSharding | None:
+    devices = jax.device_count()
+    if devices > 1 and batch_size % devices == 0:
+        mesh = jax.make_mesh((devices,), ("data",), axis_types=(AxisType.Auto,))
+        return NamedSharding(mesh, PartitionSpec("data"))
+    return None
 
 
 def sample(
     denoise: Callable,
     knots: np.ndarray,
+    ends: np.ndarray,
     labels: np.ndarray,
     z1: np.ndarray,
     nfe: int,
@@ -183,22 +228,18 @@ def sample(
     noise_filter=None,
     desc: str = "sample",
 ) -> np.ndarray:
-    """DDIM samples for per-example schedule knots `(N, K)`, in jitted batches of a
+    """DDIM samples along per-example schedule knots `(N, K)`, the denoiser conditioned
+    on `ends` `(N, 2)` (each example's lambda(0), lambda(1)), in jitted batches of a
     fixed size (the last one padded), with a progress bar. Each batch is split over
     all devices (`jax.sharding`) when its size allows."""
-    devices = jax.device_count()
-    sharding = None
-    if devices > 1 and batch_size % devices == 0:
-        mesh = jax.make_mesh((devices,), ("data",), axis_types=(AxisType.Auto,))
-        sharding = NamedSharding(mesh, PartitionSpec("data"))
+    sharding = _data_sharding(batch_size)
     out = []
     for start in tqdm(range(0, len(z1), batch_size), desc=desc, leave=False):
-        part = slice(start, start + batch_size)
-        pad = batch_size - len(z1[part])
-        padded = [np.concatenate([a[part], a[:pad]]) for a in (knots, labels, z1)]
-        padded = [jax.device_put(a, sharding) for a in padded]
+        # Padded by wrapping around, so every call has the compiled batch shape.
+        index = np.arange(start, start + batch_size) % len(z1)
+        padded = [jax.device_put(a[index], sharding) for a in (knots, ends, labels, z1)]
         x = _sample_batch(denoise, *padded, nfe, noise_filter)
-        out.append(np.asarray(x)[: batch_size - pad])
+        out.append(np.asarray(x)[: min(batch_size, len(z1) - start)])
     return np.clip(np.concatenate(out), -1.0, 1.0)
 
 
@@ -217,6 +258,7 @@ class Trained:
         )
 
     def knots(self, generation: str, reference: Reference, nfe: int, seed: int) -> np.ndarray:
+        """Sampling schedules `(N, K)` for every reference image."""
         count = len(reference.labels)
         if not self.spectral:
             return np.asarray(grid_knots(self.schedules.schedule(None), nfe, count))
@@ -230,6 +272,20 @@ class Trained:
             return np.asarray(knots)[reference.labels]
         key = jax.random.key(20_000 + seed)
         return np.asarray(self.mixture.sample(key, reference.labels).knots)
+
+    def ends(self, knots: np.ndarray) -> np.ndarray:
+        """The conditioning `(N, 2)` this run's denoiser was trained with, for examples
+        sampled along `knots`: a spectral run's schedule ends, a fixed schedule's own."""
+        if self.spectral:
+            return np.stack([knots[:, 0], knots[:, -1]], axis=1)
+        fixed = self.schedules.schedule(None).logsnr(jnp.array([0.0, 1.0]))
+        return np.broadcast_to(np.asarray(fixed), (len(knots), 2))
+
+    def denoiser_at(self, step: int | None):
+        """The EMA denoiser of a kept checkpoint (`None`: the final one)."""
+        if step is None or step == self.config.steps:
+            return self.denoiser
+        return restore(self.workdir, step=step).ema
 
 
 # ---------------------------------------------------------------- evaluation
@@ -257,12 +313,18 @@ class Runner:
             self._trained[key] = Trained(config, self.root, source, progress=self.progress)
         return self._trained[key]
 
-    def generate(self, variant: Variant, nfe: int) -> tuple[np.ndarray, Reference]:
-        """The variant's samples at `nfe` (uncached), one per reference image."""
+    def generate(
+        self, variant: Variant, nfe: int, n: int | None = None
+    ) -> tuple[np.ndarray, Reference]:
+        """The variant's samples at `nfe` (uncached), one per image of the reference's
+        class-balanced subset of `n` (all for None)."""
         run = self.trained(variant.config)
         reference = self.reference(variant.config)
         seed = variant.config.seed
-        knots = run.knots(variant.generation, reference, nfe, seed)
+        along = self.trained(variant.schedules_from) if variant.schedules_from else run
+        index = reference.subset(n)
+        knots = along.knots(variant.generation, reference, nfe, seed)[index]
+        ends = run.ends(knots)
         denoise = run.denoiser
         if variant.guidance != 1.0:
             denoise = sd.guided(
@@ -271,7 +333,8 @@ class Runner:
                 variant.guidance_interval,
                 unconditional=NullClass(reference.num_classes),
             )
-        args = (denoise, knots, reference.labels, reference.noise(seed), nfe)
+        labels, z1 = reference.labels[index], reference.noise(seed)[index]
+        args = (denoise, knots, ends, labels, z1, nfe)
         batch = self.suite.sample_batch
         desc = f"{variant.name} NFE {nfe}"
         samples = sample(*args, batch_size=batch, desc=desc)
@@ -281,40 +344,78 @@ class Runner:
             samples = sample(*args, batch_size=batch, noise_filter=tdas, desc=desc + " TDAS")
         return samples, reference
 
-    def evaluate(self, variant: Variant, nfe: int) -> dict:
-        """Scores of the variant at `nfe` (cached in `DIR/evals/`)."""
+    def _eval_path(self, kind: str, *parts) -> Path:
         suite = self.suite
-        eval_key = _digest(
-            json.dumps(
-                [
-                    variant.key(),
-                    nfe,
-                    dataclasses.asdict(suite.reference),
-                    suite.features,
-                    suite.classifier_steps,
-                ],
-                default=str,
-            )
+        common = [dataclasses.asdict(suite.reference), suite.features, suite.classifier_steps]
+        return (
+            self.root
+            / "evals"
+            / f"{kind}{_digest(json.dumps([*parts, *common], default=str))}.json"
         )
-        path = self.root / "evals" / f"{eval_key}.json"
+
+    def evaluate(self, variant: Variant, nfe: int, n: int | None = None) -> dict:
+        """Scores of the variant at `nfe` on the reference's subset of `n` images (all
+        for None), cached in `DIR/evals/`."""
+        reference = self.reference(variant.config)
+        count = len(reference.subset(n))
+        full = count == len(reference)
+        path = self._eval_path("", variant.key(), nfe, count)
         if path.is_file():
             record = json.loads(path.read_text())
         else:
-            samples, _ = self.generate(variant, nfe)
-            record = self.reference(variant.config).scores(samples)
+            samples, _ = self.generate(variant, nfe, None if full else count)
+            record = reference.scores(samples)
             atomic_write_json(path, record)
         return {
             "variant": variant.name,
             "seed": variant.config.seed,
             "resolution": variant.config.data.image_size,
             "nfe": nfe,
+            "n": count,
             **record,
         }
 
-    def floor(self, config: TrainConfig) -> dict[str, float]:
+    def floor(self, config: TrainConfig, n: int | None = None) -> dict[str, float]:
         """Scores of real training images against the reference (same N; mean over up
-        to 3 disjoint sets, whose spread is `Reference.floor_spread`)."""
-        return self.reference(config).floor
+        to 3 disjoint sets, whose spread is `Reference.floor_at(n)[1]`)."""
+        return self.reference(config).floor_at(n)[0]
+
+    def denoising(self, config: TrainConfig, step: int | None = None, n: int | None = None):
+        """Held-out x-MSE per logSNR of the run's EMA denoiser (at a kept `step`; the
+        final one for None) on the first `n` reference images of each class, each
+        conditioned as in training (its label and its own schedule's end points), with
+        common noise: `{"logsnr": [...], "mse": [...] (mean over images), "J": ...}`,
+        cached in `DIR/evals/`."""
+        suite = self.suite
+        run = self.trained(config)
+        reference = self.reference(config)
+        index = reference.subset(n)
+        logsnrs = [float(v) for v in suite.diagnostic_logsnrs]
+        step = config.steps if step is None else step
+        path = self._eval_path("denoising-", config.to_json(), step, len(index), logsnrs)
+        if path.is_file():
+            return json.loads(path.read_text())
+        images, labels = reference.images[index], reference.labels[index]
+        true = run.schedules.knots(images) if run.spectral else np.zeros((len(index), 2))
+        ends = run.ends(np.asarray(true))
+        cond = sd.Conditioning(labels, ends[:, 0], ends[:, 1])
+        mse = sd.metrics.denoising_mse(
+            run.denoiser_at(step),
+            images,
+            cond,
+            np.asarray(logsnrs),
+            key=jax.random.key(30_000),
+            batch_size=suite.sample_batch,
+        ).mean(axis=1)
+        record = {
+            "logsnr": logsnrs,
+            "mse": [float(v) for v in mse],
+            "J": sd.metrics.weighted_denoising_error(logsnrs, mse),
+            "step": step,
+            "n": len(index),
+        }
+        atomic_write_json(path, record)
+        return record
 
 
 def seeded(config: TrainConfig, seeds: int) -> list[TrainConfig]:

@@ -1,6 +1,6 @@
 """Ablations of the spectral method, each against the full method at one NFE.
 
-    python -m reproduce.ablations [--preset cpu|paper|smoke] [--out out/reproduce] [--seeds N]
+    python -m reproduce.ablations [--preset cpu|gpu|paper|smoke] [--out out/reproduce] [--seeds N]
 
 Groups (the full method, "mixed", appears in each and is trained once):
 
@@ -13,7 +13,9 @@ Groups (the full method, "mixed", appears in each and is trained once):
 - classifier-free guidance at every noise level vs only inside a logSNR interval
   (and no guidance);
 - TDAS frequency-filtered noise off / on (filter estimated from the variant's own
-  samples at this NFE against training images).
+  samples at this NFE against training images);
+- training noise levels: the baseline's density truncated to each image's range
+  (the library default) vs t ~ U[0, 1] on each image's own schedule.
 
 `--seeds` sets the number of training seeds (default: the preset's ablation seeds).
 Writes DIR/ablations.json, DIR/ablations.md and DIR/ablations.png.
@@ -80,6 +82,10 @@ def groups(runner: Runner, config) -> dict[str, list[Variant]]:
             ),
         ],
         "TDAS": [full, dataclasses.replace(full, name="TDAS on", tdas=True)],
+        "training proposal": [
+            full,
+            Variant("t ~ U on own schedule", with_config(config, loss=dict(proposal="schedule"))),
+        ],
     }
 
 

@@ -1,9 +1,10 @@
 """Every paper-table module, then the Reproduce page of the docs.
 
-    python -m reproduce.all [--preset cpu|paper|smoke] [--out out/reproduce] [--seeds N]
+    python -m reproduce.all [--preset cpu|gpu|paper|smoke] [--out out/reproduce] [--seeds N]
                             [--docs docs]
 
-Runs `table1`, `ablations`, `resolution` and `figures` with the same arguments (they
+Runs `table1`, `denoising`, `ablations`, `resolution` and `figures` with the same
+arguments (they
 share trained runs and cached evaluations in DIR, so an interrupted run resumes
 where it stopped), then writes DOCS/reproduce.md from their Markdown and copies
 their PNGs to DOCS/assets/reproduce/. `--docs` defaults to this checkout's docs/
@@ -17,12 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-from . import ablations, figures, resolution, table1
+from . import ablations, denoising, figures, resolution, table1
 from ._io import argument_parser, atomic_write_bytes, atomic_write_text
 
 
 MODULES = {
     "table1": (table1, "Table 1: sample quality vs NFE"),
+    "denoising": (denoising, "Per-logSNR diagnostics and training noise levels"),
     "ablations": (ablations, "Ablations"),
     "resolution": (resolution, "Resolution"),
     "figures": (figures, "Figures"),

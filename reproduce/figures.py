@@ -1,6 +1,6 @@
 """Figures of the training data and of table1's models.
 
-    python -m reproduce.figures [--preset cpu|paper|smoke] [--out out/reproduce]
+    python -m reproduce.figures [--preset cpu|gpu|paper|smoke] [--out out/reproduce]
 
 - `figures_rapsd.png`: the training set's RAPSD, mean per class, with the 8-bit floor;
 - `figures_bounds.png`: histograms of the per-image bounds λ_min, λ_max, with the
@@ -134,14 +134,16 @@ def body(runner: Runner, args) -> tuple[list[dict], str, dict]:
     sampled = np.asarray(run.mixture.sample(jax.random.key(0), train_labels[shown]).knots)
     plot_schedules(true, sampled, baseline, out / files[2])
 
+    # A class-balanced grid: the same images, labels and noise as table1's evaluations.
     count = suite.grid_size
+    shown = reference.subset(count)
     for nfe in suite.figure_nfes:
-        panels = {"held-out images": reference.images[:count]}
+        panels = {"held-out images": reference.images[shown]}
         for name, variant in (
             ("SiD2 baseline", Variant("sid2_baseline", baseline_of(config))),
             ("spectral (mixture schedules)", Variant("spectral", config)),
         ):
-            panels[name] = runner.generate(variant, nfe)[0][:count]
+            panels[name] = runner.generate(variant, nfe, len(shown))[0]
         files.append(f"figures_samples_nfe{nfe}.png")
         plot_samples(panels, nfe, out / files[-1])
 

@@ -1,6 +1,6 @@
 """Resolution study: one set of hyperparameters at every image size.
 
-    python -m reproduce.resolution [--preset cpu|paper|smoke] [--out out/reproduce] [--seeds N]
+    python -m reproduce.resolution [--preset cpu|gpu|paper|smoke] [--out out/reproduce] [--seeds N]
 
 The base config (network, loss with its sigmoid bias, optimiser, steps) is reused
 unchanged at each size, only the image size changes. The spectral method's schedules
@@ -43,11 +43,14 @@ def body(runner: Runner, args) -> tuple[list[dict], str, dict]:
     records, floors = [], {}
     for size, config in configs(suite, args.seeds or 1):
         for variant in (Variant("sid2_baseline", baseline_of(config)), Variant("spectral", config)):
-            records += [runner.evaluate(variant, nfe) for nfe in suite.resolution_nfes]
-        floors[size] = runner.floor(config)
+            records += [
+                runner.evaluate(variant, nfe, suite.reduced_n) for nfe in suite.resolution_nfes
+            ]
+        floors[size] = runner.floor(config, suite.reduced_n)
     lines = [
         "Same hyperparameters at every size "
-        f"({suite.resolution_steps or suite.train.steps} training steps); DDIM. "
+        f"({suite.resolution_steps or suite.train.steps} training steps); DDIM; "
+        f"{records[0]['n']} reference images per size. "
         "Ratio = spectral / baseline (below 1: the spectral method is better).",
         "",
     ]

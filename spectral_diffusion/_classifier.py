@@ -19,7 +19,7 @@ import optax
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._io import atomic_write_bytes
-from ._nets._blocks import Conv2d
+from ._nets._blocks import Conv2d, to_channels_last
 
 
 class PatchClassifier(eqx.Module):
@@ -36,10 +36,11 @@ class PatchClassifier(eqx.Module):
         self.readout = eqx.nn.Linear(widths[-1], num_classes, key=keys[3])
 
     def features(self, x: Float[Array, "C H W"]) -> Float[Array, " 128"]:
+        x = to_channels_last(x)
         for conv in self.convs:
             h = jax.nn.gelu(conv(x))
-            x = h[:, ::2, ::2]  # stride 2
-        return jnp.mean(x, axis=(1, 2))
+            x = h[::2, ::2]  # stride 2
+        return jnp.mean(x, axis=(0, 1))
 
     def __call__(self, x: Float[Array, "C H W"]) -> Float[Array, " classes"]:
         return self.readout(self.features(x))

@@ -1,7 +1,11 @@
 """Sample-quality metrics: Fréchet distances (pixel, spectral, classifier and Inception
-features) and KID."""
+features) and KID; held-out denoising error by noise level."""
 
 from ._classifier import PatchClassifier as PatchClassifier, train_classifier as train_classifier
+from ._diagnostics import (
+    denoising_mse as denoising_mse,
+    weighted_denoising_error as weighted_denoising_error,
+)
 from ._inception import (
     FIDInception as FIDInception,
     load_fid_inception as load_fid_inception,

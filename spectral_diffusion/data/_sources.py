@@ -26,7 +26,8 @@ class BuiltinPatches:
     `context` pixels, then cropped at `size` px. The split is spatial and therefore
     disjoint: train crops come from the left `train_fraction` of each photograph, test
     crops from the rest, so no test pixel was seen in training. Crop positions are a
-    fixed function of `seed`.
+    fixed function of `seed`, and distinct within a photograph until its region runs
+    out of positions.
 
     **Arguments:**
 
@@ -74,9 +75,13 @@ class BuiltinPatches:
                     f"The {split} region of {name!r} ({region.shape[:2]}) is smaller than "
                     f"`size` {size}; raise `context` or change `train_fraction`."
                 )
-            top = rng.integers(0, region.shape[0] - size + 1, patches_per_image)
-            left = rng.integers(0, region.shape[1] - size + 1, patches_per_image)
-            for y, x in zip(top, left):
+            rows, columns = region.shape[0] - size + 1, region.shape[1] - size + 1
+            # Every position once before any repeats (a held-out set of repeated crops
+            # would hold less than its size says).
+            total = rows * columns
+            extra = rng.choice(total, max(0, patches_per_image - total))
+            positions = np.concatenate([rng.permutation(total), extra])[:patches_per_image]
+            for y, x in zip(positions // columns, positions % columns):
                 self.images.append(to_model_range(region[y : y + size, x : x + size]))
                 self.labels.append(label)
         self.images = np.stack(self.images)
