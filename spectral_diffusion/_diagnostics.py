@@ -24,9 +24,9 @@ def _batch_mse(denoise, images, cond, noise, lam):
 
 def denoising_mse(
     denoise,
-    images: Float[ArrayLike, "N C H W"],
+    images: ArrayLike,
     cond: Conditioning,
-    logsnrs: Float[ArrayLike, " L"],
+    logsnrs: ArrayLike,
     *,
     key: PRNGKeyArray,
     batch_size: int = 100,
@@ -72,9 +72,7 @@ def denoising_mse(
     return out
 
 
-def weighted_denoising_error(
-    logsnrs: Float[ArrayLike, " L"], mse: Float[ArrayLike, " L"]
-) -> float:
+def weighted_denoising_error(logsnrs: ArrayLike, mse: ArrayLike) -> float:
     r"""$J = \int \operatorname{sigmoid}(\lambda)\, \mathrm{MSE}_x(\lambda)\, d\lambda$
     over the grid (trapezoid rule).
 

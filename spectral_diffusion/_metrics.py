@@ -117,14 +117,20 @@ def kid(
 
 
 def extract(
-    fn: Callable, images: ArrayLike, *, batch_size: int = 256, desc: str = "features"
+    fn: Callable,
+    images: ArrayLike,
+    *,
+    batch_size: int = 256,
+    desc: str = "features",
+    progress: bool = True,
 ) -> np.ndarray:
     """`fn` (a per-batch feature map) over `(N, C, H, W)` images in jitted batches, with a
-    progress bar; returns float64 `(N, D)` on the host."""
+    progress bar (unless `progress=False`); returns float64 `(N, D)` on the host."""
     images = np.asarray(images)
     run = jax.jit(fn)
     out = []
-    for start in tqdm(range(0, len(images), batch_size), desc=desc, leave=False):
+    batches = range(0, len(images), batch_size)
+    for start in tqdm(batches, desc=desc, leave=False, disable=not progress):
         out.append(np.asarray(run(images[start : start + batch_size]), np.float64))
     return np.concatenate(out).reshape(len(images), -1)
 
