@@ -97,7 +97,10 @@ class Reference:
     scores. Samples reuse the reference labels (class-balanced) and one fixed noise draw
     per seed, shared by every variant (common random numbers)."""
 
-    def __init__(self, suite: SuiteConfig, config: TrainConfig, *, fid_weights=None):
+    def __init__(
+        self, suite: SuiteConfig, config: TrainConfig, *, fid_weights=None, progress: bool = True
+    ):
+        self.progress = progress
         size = config.data.image_size
         reference = dataclasses.replace(suite.reference, image_size=size)
         source = build_source(dataclasses.replace(config, data=reference), split="test")
@@ -165,10 +168,14 @@ class Reference:
         return self.floor_at()[1]
 
     def _features(self, images):
-        return sd.metrics.extract(self.feature_fn, images, desc=self.features)
+        return sd.metrics.extract(
+            self.feature_fn, images, desc=self.features, progress=self.progress
+        )
 
     def _log_rapsd(self, images):
-        return sd.metrics.extract(sd.metrics.log_rapsd, images, desc="log-RAPSD")
+        return sd.metrics.extract(
+            sd.metrics.log_rapsd, images, desc="log-RAPSD", progress=self.progress
+        )
 
     def scores(self, images: np.ndarray) -> dict[str, float]:
         """Fréchet distances to the reference: in the feature space (`fd`), in pixels
@@ -227,6 +234,7 @@ def sample(
     batch_size: int,
     noise_filter=None,
     desc: str = "sample",
+    progress: bool = True,
 ) -> np.ndarray:
     """DDIM samples along per-example schedule knots `(N, K)`, the denoiser conditioned
     on `ends` `(N, 2)` (each example's lambda(0), lambda(1)), in jitted batches of a
@@ -234,7 +242,8 @@ def sample(
     all devices (`jax.sharding`) when its size allows."""
     sharding = _data_sharding(batch_size)
     out = []
-    for start in tqdm(range(0, len(z1), batch_size), desc=desc, leave=False):
+    batches = range(0, len(z1), batch_size)
+    for start in tqdm(batches, desc=desc, leave=False, disable=not progress):
         # Padded by wrapping around, so every call has the compiled batch shape.
         index = np.arange(start, start + batch_size) % len(z1)
         padded = [jax.device_put(a[index], sharding) for a in (knots, ends, labels, z1)]
@@ -303,7 +312,9 @@ class Runner:
     def reference(self, config: TrainConfig) -> Reference:
         size = config.data.image_size
         if size not in self._references:
-            self._references[size] = Reference(self.suite, config, fid_weights=self.fid_weights)
+            self._references[size] = Reference(
+                self.suite, config, fid_weights=self.fid_weights, progress=self.progress
+            )
         return self._references[size]
 
     def trained(self, config: TrainConfig) -> Trained:
@@ -335,13 +346,13 @@ class Runner:
             )
         labels, z1 = reference.labels[index], reference.noise(seed)[index]
         args = (denoise, knots, ends, labels, z1, nfe)
-        batch = self.suite.sample_batch
+        options = dict(batch_size=self.suite.sample_batch, progress=self.progress)
         desc = f"{variant.name} NFE {nfe}"
-        samples = sample(*args, batch_size=batch, desc=desc)
+        samples = sample(*args, desc=desc, **options)
         if variant.tdas:
             frequency = sd.estimate_frequency_filter(reference.train_images, samples)
             tdas = sd.TDAS(frequency=frequency)
-            samples = sample(*args, batch_size=batch, noise_filter=tdas, desc=desc + " TDAS")
+            samples = sample(*args, noise_filter=tdas, desc=desc + " TDAS", **options)
         return samples, reference
 
     def _eval_path(self, kind: str, *parts) -> Path:
@@ -410,7 +421,7 @@ class Runner:
         record = {
             "logsnr": logsnrs,
             "mse": [float(v) for v in mse],
-            "J": sd.metrics.weighted_denoising_error(logsnrs, mse),
+            "J": sd.metrics.weighted_denoising_error(np.asarray(logsnrs), mse),
             "step": step,
             "n": len(index),
         }

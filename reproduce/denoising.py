@@ -33,8 +33,6 @@ from ._io import pyplot, save_figure
 from .table1 import LABELS, TRAINED, arm_variants
 
 
-#: Batches of the training pipeline the noise-level statistics are taken over.
-STATISTICS_BATCHES = 300
 #: λ ranges of the statistics table.
 RANGES = ((-np.inf, -6.0), (-6.0, 0.0), (0.0, 4.0), (4.0, np.inf))
 
@@ -53,7 +51,7 @@ def noise_statistics(runner: Runner, config) -> dict:
     batches = data_lib.training_batches(
         source, config.data.batch_size, seed=config.seed, flip=False, knots=schedules.knots
     )
-    count = STATISTICS_BATCHES
+    count = runner.suite.statistics_batches
 
     @jax.jit
     def levels(knots, key):

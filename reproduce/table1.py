@@ -21,10 +21,11 @@ the seeds and the random numbers (initial noise, labels, drawn schedules):
 
 Samples are DDIM, one per held-out reference image, scored by Fréchet distance in
 the features of the data-set classifier (cpu; Inception on the paper preset), in
-pixels and in log-RAPSD space. The claims' NFEs (32 and, for the baseline, 64) are
-scored on the whole reference set for every seed; other NFEs and the oracle on the
-preset's reduced subset. Both claims are tested on per-seed paired differences with
-a 95% t-interval. Writes DIR/table1.json, DIR/table1.md and DIR/table1.png.
+pixels and in log-RAPSD space. The claims' NFEs (32, and 64 for the baseline and the
+spectral method) are scored on the whole reference set for every seed; every arm is
+also swept over every NFE on the preset's reduced subset for its first
+`reduced_seeds` seeds. Both claims are tested on per-seed paired differences with a
+95% t-interval. Writes DIR/table1.json, DIR/table1.md and DIR/table1.png.
 """
 
 import sys
@@ -93,19 +94,27 @@ def claim_nfes(nfes: tuple[int, ...]) -> tuple[int, int]:
 
 
 def plan(suite) -> list[tuple[Variant, int, int | None]]:
-    """(variant, NFE, N) of every evaluation: None = the whole reference set."""
+    """(variant, NFE, N) of every evaluation (N None = the whole reference set): the
+    claims' NFEs on the whole set for every seed (both of them for the baseline and
+    the spectral method, NFE 32 for the diagnostic arms), and a sweep of every arm
+    over every NFE on the reduced subset for the first `reduced_seeds` seeds."""
     at, target = claim_nfes(suite.nfes)
     reduced_seeds = suite.seeds if suite.reduced_seeds is None else suite.reduced_seeds
     out = []
     for config in seeded(suite.train, suite.seeds):
         variants = arm_variants(config)
         for arm in ARMS:
-            full = {"both": {at, target}, "claim": {at}, "none": set()}[arm.full]
-            for nfe in suite.nfes:
-                if nfe in full:
-                    out.append((variants[arm.name], nfe, None))
-                elif config.seed < reduced_seeds:
-                    out.append((variants[arm.name], nfe, suite.reduced_n))
+            full = {"both": tuple(dict.fromkeys((at, target))), "claim": (at,), "none": ()}[
+                arm.full
+            ]
+            out += [(variants[arm.name], nfe, None) for nfe in full]
+            if config.seed < reduced_seeds:
+                sweep = [
+                    (variants[arm.name], nfe, suite.reduced_n)
+                    for nfe in suite.nfes
+                    if suite.reduced_n is not None or nfe not in full
+                ]
+                out += sweep
     return out
 
 
@@ -150,6 +159,12 @@ def _full(records: list[dict], variant: str, nfe: int, metric: str) -> dict[int,
     }
 
 
+def _sweep(records: list[dict]) -> list[dict]:
+    """The NFE sweep's records: the smallest N evaluated."""
+    n = min(r["n"] for r in records)
+    return [r for r in records if r["n"] == n]
+
+
 def claims(records: list[dict], nfes: tuple[int, ...]) -> dict:
     """The paper's two claims on per-seed paired differences (whole reference set):
 
@@ -184,16 +199,14 @@ def claims(records: list[dict], nfes: tuple[int, ...]) -> dict:
     return result
 
 
-def _cell(records, metric, variant, nfe) -> tuple[str, int | None]:
-    values = [r for r in records if r["variant"] == variant and r["nfe"] == nfe]
+def _cell(records, metric, variant, nfe) -> str:
+    values = [r[metric] for r in records if r["variant"] == variant and r["nfe"] == nfe]
     if not values:
-        return "–", None
-    n = max(r["n"] for r in values)
-    values = [r[metric] for r in values if r["n"] == n]
+        return "–"
     text = f"{np.mean(values):.4g}"
     if len(values) > 1:
         text += f" ± {np.std(values, ddof=1):.2g}"
-    return text, n
+    return text
 
 
 def _percent(ci: dict) -> str:
@@ -203,46 +216,69 @@ def _percent(ci: dict) -> str:
     return text
 
 
+def _floor_row(reference, n: int, metric: str, columns: int) -> str:
+    mean, spread = reference.floor_at(n)
+    return (
+        f"| real training images, N = {n} (floor) | {mean[metric]:.4g} ± {spread[metric]:.2g} |"
+        + " |" * (columns - 1)
+    )
+
+
 def markdown(runner: Runner, records: list[dict], claim: dict) -> str:
     suite = runner.suite
-    nfes = suite.nfes
     reference = runner.reference(suite.train)
     full_n = len(reference)
-    reduced = sorted({r["n"] for r in records} - {full_n})
-    seeds = sorted({r["seed"] for r in records})
+    at, target = claim["nfe"], claim["baseline_nfe"]
+    full = [r for r in records if r["n"] == full_n]
+    seeds = sorted({r["seed"] for r in full})
     lines = [
-        f"Held-out reference: {full_n} images ({suite.features} features). Each cell: mean "
-        f"± standard deviation over {len(seeds)} training seeds of FD on the whole "
-        f"reference set; cells marked † are on a class-balanced subset of "
-        f"{', '.join(map(str, reduced)) or '–'} images for "
-        f"{suite.reduced_seeds or len(seeds)} seed(s) (FD is biased upwards at small N: "
-        "compare † cells with each other and with the matching floor only). Floors score "
-        "sets of real training images of the same size (mean ± standard deviation over "
-        "disjoint sets): FD's own noise at that N.",
+        f"Held-out reference: {full_n} images ({suite.features} features); one sample per "
+        "reference image, with the same labels, initial noise and drawn schedules for "
+        "every arm. Floors score sets of real training images of the same size against "
+        "the reference (mean ± standard deviation over disjoint sets): FD's own noise at "
+        "that N.",
+        "",
+        f"### The claims' NFEs: N = {full_n}, {len(seeds)} seeds",
+        "",
+        "Mean ± standard deviation over training seeds.",
         "",
     ]
-    for metric, title in METRICS.items():
-        lines += [
-            f"### {title}",
-            "",
-            "| arm | " + " | ".join(f"NFE {k}" for k in nfes) + " |",
-            "|---|" + "---|" * len(nfes),
-        ]
-        for arm in ARMS:
-            cells = []
-            for nfe in nfes:
-                text, n = _cell(records, metric, arm.name, nfe)
-                cells.append(text + (" †" if n is not None and n != full_n else ""))
+    columns = [(m, nfe) for m in METRICS for nfe in dict.fromkeys((at, target))]
+    lines += [
+        "| arm | " + " | ".join(f"{METRICS[m]}, NFE {nfe}" for m, nfe in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for arm in ARMS:
+        if any(r["variant"] == arm.name for r in full):
+            cells = [_cell(full, m, arm.name, nfe) for m, nfe in columns]
             lines.append(f"| {arm.label} | " + " | ".join(cells) + " |")
-        for n in [full_n, *reduced]:
-            mean, spread = reference.floor_at(n)
-            marker = "" if n == full_n else " †"
-            lines.append(
-                f"| real training images, N = {n} (floor){marker} | "
-                f"{mean[metric]:.4g} ± {spread[metric]:.2g} |" + " |" * (len(nfes) - 1)
-            )
-        lines.append("")
-    at, target = claim["nfe"], claim["baseline_nfe"]
+    mean, spread = reference.floor_at(full_n)
+    cells = [f"{mean[m]:.4g} ± {spread[m]:.2g}" for m, _ in columns]
+    lines += [f"| real training images, N = {full_n} (floor) | " + " | ".join(cells) + " |", ""]
+
+    sweep = _sweep(records)
+    sweep_n = sweep[0]["n"]
+    sweep_seeds = sorted({r["seed"] for r in sweep})
+    if sweep_n != full_n or len(sweep_seeds) != len(seeds) or len(suite.nfes) > 2:
+        which = ", ".join(f"seed {s}" for s in sweep_seeds)
+        lines += [
+            f"### Every NFE: N = {sweep_n}, {which}",
+            "",
+            f"A class-balanced subset of {sweep_n} reference images (FD is biased upwards "
+            "at small N: compare these cells with each other and with this floor only).",
+            "",
+        ]
+        for metric, title in METRICS.items():
+            lines += [
+                f"**{title}**",
+                "",
+                "| arm | " + " | ".join(f"NFE {k}" for k in suite.nfes) + " |",
+                "|---|" + "---|" * len(suite.nfes),
+            ]
+            for arm in ARMS:
+                cells = [_cell(sweep, metric, arm.name, nfe) for nfe in suite.nfes]
+                lines.append(f"| {arm.label} | " + " | ".join(cells) + " |")
+            lines += [_floor_row(reference, sweep_n, metric, len(suite.nfes)), ""]
     lines += [
         "### Claims under test",
         "",
@@ -272,68 +308,81 @@ def markdown(runner: Runner, records: list[dict], claim: dict) -> str:
         f"Every arm against the baseline at NFE {at} (FD reduction, per-seed paired; "
         "positive = lower FD than the baseline):",
         "",
-        "| arm | " + " | ".join(METRICS[m] for m in ("fd", "pixel_fd", "spectral_fd")) + " |",
-        "|---|---|---|---|",
+        "| arm | " + " | ".join(METRICS.values()) + " |",
+        "|---|" + "---|" * len(METRICS),
     ]
     for arm in ARMS[1:]:
         cells = [
             _percent(claim[m]["arms_vs_baseline"][arm.name])
             if arm.name in claim[m]["arms_vs_baseline"]
             else "–"
-            for m in ("fd", "pixel_fd", "spectral_fd")
+            for m in METRICS
         ]
         lines.append(f"| {arm.label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def plot(records: list[dict], nfes, claim: dict, floors: dict, path: Path) -> None:
-    plt = pyplot()
+    """The NFE sweep (classifier and pixel FD), the claims' NFEs on the whole reference
+    set per seed, and the per-seed paired reductions with their intervals."""
+    from matplotlib.ticker import NullFormatter
 
-    fig, axes = plt.subplots(1, len(METRICS) + 1, figsize=(4.0 * (len(METRICS) + 1), 3.5))
-    full_n = max(r["n"] for r in records)
-    styles = dict(zip([a.name for a in ARMS], ["--o", "-o", "-s", ":^", "-.v"]))
-    for ax, (metric, title) in zip(axes, METRICS.items()):
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 4, figsize=(17.0, 3.8))
+    sweep = _sweep(records)
+    sweep_n, full_n = sweep[0]["n"], max(r["n"] for r in records)
+    colors = {arm.name: f"C{i}" for i, arm in enumerate(ARMS)}
+    for ax, metric in zip(axes[:2], ("fd", "pixel_fd")):
         for arm in ARMS:
-            xs, ys, errs, hollow = [], [], [], []
-            for nfe in nfes:
-                values = [r for r in records if r["variant"] == arm.name and r["nfe"] == nfe]
-                if not values:
-                    continue
-                n = max(r["n"] for r in values)
-                v = [r[metric] for r in values if r["n"] == n]
-                xs.append(nfe), ys.append(np.mean(v))
-                errs.append(np.std(v, ddof=1) if len(v) > 1 else 0.0)
-                hollow.append(n != full_n)
-            line = ax.errorbar(xs, ys, yerr=errs, fmt=styles[arm.name], capsize=3, ms=4)
-            color = line[0].get_color()
-            line[0].set_label(arm.label)
-            for x, y, h in zip(xs, ys, hollow):
-                if h:
-                    ax.plot(x, y, "o", mfc="white", mec=color, ms=6)
-        for n, floor in floors.items():
-            ax.axhline(
-                floor[metric],
-                color="grey",
-                lw=0.8,
-                ls=":" if n == full_n else "--",
-                label=f"real images, N = {n}",
-            )
-        ax.set(xscale="log", yscale="log", xlabel="NFE", title=title)
+            xs = [k for k in nfes if any(r["variant"] == arm.name and r["nfe"] == k for r in sweep)]
+            ys = [
+                np.mean([r[metric] for r in sweep if r["variant"] == arm.name and r["nfe"] == k])
+                for k in xs
+            ]
+            style = "--o" if arm.name == "sid2_baseline" else "-o"
+            ax.plot(xs, ys, style, ms=4, color=colors[arm.name], label=arm.label)
+        ax.axhline(floors[sweep_n][metric], color="grey", lw=0.8, ls=":", label="real images")
+        ax.set(xscale="log", yscale="log", xlabel="NFE")
+        ax.set_title(f"{METRICS[metric]}, N = {sweep_n}", fontsize=10)
         ax.set_xticks(nfes, [str(k) for k in nfes])
+        ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0].legend(fontsize=6)
-    ax = axes[-1]
+
+    ax = axes[2]
+    at, target = claim["nfe"], claim["baseline_nfe"]
+    full = [r for r in records if r["n"] == full_n]
+    slots = [(arm, nfe) for nfe in dict.fromkeys((at, target)) for arm in ARMS]
+    slots = [
+        (a, k) for a, k in slots if any(r["variant"] == a.name and r["nfe"] == k for r in full)
+    ]
+    for i, (arm, nfe) in enumerate(slots):
+        values = [r["fd"] for r in full if r["variant"] == arm.name and r["nfe"] == nfe]
+        ax.bar(i, np.mean(values), color=colors[arm.name], alpha=0.5)
+        ax.plot(np.full(len(values), i), values, "k.", ms=5)
+    ax.axhline(floors[full_n]["fd"], color="grey", lw=0.8, ls=":")
+    ax.set_xticks(
+        range(len(slots)),
+        [f"{a.name.replace('_', ' ')}, {k}" for a, k in slots],
+        rotation=35,
+        ha="right",
+        fontsize=6,
+    )
+    ax.set_title(f"classifier FD at NFE {at} and {target}, N = {full_n}", fontsize=10)
+
+    ax = axes[3]
     names = [a for a in ARMS[1:] if a.name in claim["fd"]["arms_vs_baseline"]]
     for i, arm in enumerate(names):
         ci = claim["fd"]["arms_vs_baseline"][arm.name]
-        ax.plot(np.full(len(ci["values"]), i), 100 * np.asarray(ci["values"]), "o", ms=4)
+        ax.plot(
+            np.full(len(ci["values"]), i),
+            100 * np.asarray(ci["values"]),
+            "o",
+            ms=4,
+            color=colors[arm.name],
+        )
         if ci["low"] is not None:
-            ax.errorbar(
-                i + 0.15,
-                100 * ci["mean"],
-                yerr=[[100 * (ci["mean"] - ci["low"])], [100 * (ci["high"] - ci["mean"])]],
-                fmt="k_",
-                capsize=4,
-            )
+            below, above = 100 * (ci["mean"] - ci["low"]), 100 * (ci["high"] - ci["mean"])
+            ax.errorbar(i + 0.15, 100 * ci["mean"], yerr=[[below], [above]], fmt="k_", capsize=4)
     ax.axhline(100 * REDUCTION_CLAIM, color="tab:red", ls="--", lw=0.8, label="claim: 15%")
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_xticks(
@@ -343,10 +392,8 @@ def plot(records: list[dict], nfes, claim: dict, floors: dict, path: Path) -> No
         ha="right",
         fontsize=7,
     )
-    ax.set(
-        ylabel=f"classifier-FD reduction vs baseline at NFE {claim['nfe']} (%)",
-        title="per seed, with 95% CI",
-    )
+    ax.set_ylabel(f"classifier-FD reduction at NFE {at} (%)", fontsize=8)
+    ax.set_title("vs the baseline, per seed, 95% CI", fontsize=10)
     ax.legend(fontsize=7)
     save_figure(fig, path)
 

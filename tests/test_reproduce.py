@@ -26,13 +26,14 @@ def _load(out, name):
 
 def test_every_module_writes_json_markdown_and_figures(smoke):
     out, docs = smoke
-    for name in ("table1", "ablations", "resolution", "figures"):
+    for name in ("table1", "denoising", "ablations", "resolution", "figures"):
         result = _load(out, name)
         assert result["meta"]["preset"] == "smoke"
         assert result["meta"]["command"].startswith(f"python -m reproduce.{name}")
         assert (out / f"{name}.md").read_text().strip()
     for png in (
         "table1",
+        "denoising",
         "ablations",
         "resolution",
         "figures_rapsd",
@@ -44,35 +45,108 @@ def test_every_module_writes_json_markdown_and_figures(smoke):
         assert (docs / "assets" / "reproduce" / f"{png}.png").is_file()
     page = (docs / "reproduce.md").read_text()
     assert "python -m reproduce.all --preset smoke" in page
-    for title in ("Table 1", "Ablations", "Resolution", "Figures", "Claims under test"):
+    for title in ("Table 1", "Per-logSNR", "Ablations", "Resolution", "Figures", "Claims"):
         assert title in page
+    # The measured block of the Paper map page, regenerated in place.
+    paper_map = (docs / "paper_map.md").read_text()
+    assert paper_map.count(reproduce_all.BEGIN) == 1 and "≥ 15% lower FD" in paper_map
+    block = reproduce_all.measured(out, ["--preset", "smoke"])
+    reproduce_all.update_block(docs / "paper_map.md", "first")
+    reproduce_all.update_block(docs / "paper_map.md", block)
+    assert (docs / "paper_map.md").read_text() == paper_map.replace(
+        paper_map.split(reproduce_all.BEGIN)[1].split(reproduce_all.END)[0], f"\n{block}\n"
+    )
 
 
-def test_table1_records_and_claims(smoke):
+def test_table1_plan_records_and_claims(smoke):
     out, _ = smoke
     result, suite = _load(out, "table1"), PRESETS["smoke"]
     records = result["records"]
-    assert len(records) == 2 * suite.seeds * len(suite.nfes)
-    assert {(r["variant"], r["seed"], r["nfe"]) for r in records} == {
-        (m, s, n) for m in table1.METHODS for s in range(suite.seeds) for n in suite.nfes
-    }
+    reference_n = 15 * suite.reference.patches_per_image
+    # Every arm and seed at the claims' NFEs on the whole reference set ("claim"-only
+    # arms at the first of them); every arm at every NFE on the reduced subset for
+    # reduced_seeds.
+    at, target = table1.claim_nfes(suite.nfes)
+    full = [(r["variant"], r["seed"], r["nfe"]) for r in records if r["n"] == reference_n]
+    expected = set()
+    for arm in table1.ARMS:
+        nfes = {"both": {at, target}, "claim": {at}, "none": set()}[arm.full]
+        expected |= {(arm.name, s, n) for s in range(suite.seeds) for n in nfes}
+    assert sorted(full) == sorted(expected)  # and no duplicates
+    reduced = [(r["variant"], r["seed"], r["nfe"]) for r in records if r["n"] != reference_n]
+    assert {r["n"] for r in records if r["n"] != reference_n} == {suite.reduced_n}
+    assert sorted(reduced) == sorted(
+        (arm.name, s, n)
+        for arm in table1.ARMS
+        for s in range(suite.reduced_seeds)
+        for n in suite.nfes
+    )
+    assert len(records) == len(table1.plan(suite))
     for r in records:
         assert all(np.isfinite(r[m]) and r[m] >= 0 for m in table1.METRICS)
     # Real images are closer to the reference than 6-step models' samples.
     for metric in table1.METRICS:
-        assert result["floor"][metric] < min(r[metric] for r in records)
+        assert result["floor"][metric] < min(r[metric] for r in records if r["n"] == reference_n)
     claims = result["claims"]
     for metric in ("fd", "pixel_fd"):
         c = claims[metric]
-        assert len(c["reductions"]) == suite.seeds
-        assert c["holds_15_percent"] == (c["reduction_mean"] >= 0.15)
-        # Each per-seed reduction is recomputable from the records.
-        at = claims["nfe"]
-        value = {(r["variant"], r["seed"]): r[metric] for r in records if r["nfe"] == at}
-        expected = [
-            1 - value["spectral", s] / value["sid2_baseline", s] for s in range(suite.seeds)
-        ]
-        np.testing.assert_allclose(c["reductions"], expected)
+        # Each per-seed paired value is recomputable from the records.
+        value = {
+            (r["variant"], r["seed"], r["nfe"]): r[metric] for r in records if r["n"] == reference_n
+        }
+        seeds = range(suite.seeds)
+        expected = [1 - value["spectral", s, at] / value["sid2_baseline", s, at] for s in seeds]
+        np.testing.assert_allclose(c["reduction"]["values"], expected)
+        half = [1 - value["spectral", s, at] / value["sid2_baseline", s, target] for s in seeds]
+        np.testing.assert_allclose(c["half_steps"]["values"], half)
+        red = c["reduction"]
+        assert red["low"] <= red["mean"] <= red["high"]
+        assert red["verdict"] == table1.verdict(red, table1.REDUCTION_CLAIM)
+    # The baseline along the spectral schedules is the baseline's model with the
+    # spectral run's schedules: different samples from both.
+    at_full = {(r["variant"], r["seed"]): r["pixel_fd"] for r in records if r["nfe"] == at}
+    for s in range(suite.seeds):
+        assert at_full["baseline_on_spectral", s] != at_full["sid2_baseline", s]
+
+
+def test_verdicts_and_intervals():
+    ci = table1.interval([0.2, 0.25, 0.3])
+    assert ci["low"] < 0.25 < ci["high"] and ci["std"] == pytest.approx(0.05)
+    # t(0.975, 2) = 4.303: the half-width of the 95% interval of 3 values.
+    assert ci["high"] - ci["mean"] == pytest.approx(4.303 * 0.05 / np.sqrt(3), rel=1e-3)
+    assert table1.verdict(ci, 0.15) == "inconclusive"
+    assert table1.verdict(table1.interval([0.30, 0.31, 0.32]), 0.15) == "holds"
+    assert table1.verdict(table1.interval([0.01, 0.02, 0.03]), 0.15) == "does not hold"
+    assert table1.verdict(table1.interval([0.3]), 0.15) == "inconclusive (one seed)"
+
+
+def test_denoising_diagnostics(smoke):
+    out, _ = smoke
+    result, suite = _load(out, "denoising"), PRESETS["smoke"]
+    records = result["records"]
+    assert {(r["variant"], r["seed"]) for r in records} == {
+        (name, s) for name in table1.TRAINED for s in range(suite.seeds)
+    }
+    for r in records:
+        assert r["logsnr"] == list(suite.diagnostic_logsnrs)
+        mse = np.asarray(r["mse"])
+        # More noise, more error: the x-MSE falls as lambda rises.
+        assert np.all(np.diff(mse) < 0) and np.all(mse > 0)
+        expected = np.trapezoid(mse / (1 + np.exp(-np.asarray(r["logsnr"]))), r["logsnr"])
+        assert r["J"] == pytest.approx(expected)
+        assert [c["step"] for c in r["curve"]] == [3, 6]
+        # The learning curve's last point is the final model (on curve_n images).
+        assert r["curve"][-1]["n"] == suite.curve_n
+    stats = result["noise_levels"]
+    assert set(stats) == set(table1.TRAINED)
+    for s in stats.values():
+        assert sum(s["shares"]) == pytest.approx(1.0)
+        assert 1.0 <= s["effective_batch_size"] <= s["batch_size"]
+    # The literal reading puts far more examples at lambda >= 4 (where w ~ 0) and has
+    # the smallest effective batch.
+    literal, default = stats["spectral_schedule_proposal"], stats["spectral"]
+    assert literal["shares"][-1] > 2 * default["shares"][-1]
+    assert literal["effective_batch_size"] < default["effective_batch_size"]
 
 
 def test_rerun_reuses_runs_and_cached_scores(smoke):
@@ -94,6 +168,7 @@ def test_ablation_groups(smoke):
         "schedules at generation",
         "guidance",
         "TDAS",
+        "training proposal",
     }
     by_name = {r["variant"]: r for r in records}
     # The full method is shared by every group and evaluated once (cached).
@@ -110,6 +185,27 @@ def test_resolution_covers_every_size(smoke):
     sizes = {(r["resolution"], r["variant"]) for r in result["records"]}
     assert sizes == {(s, m) for s in suite.resolutions for m in table1.METHODS}
     assert set(result["floor"]) == {str(s) for s in suite.resolutions}
+    assert {r["n"] for r in result["records"]} == {suite.reduced_n}
+
+
+def test_gpu_preset_runs_at_smoke_size(tmp_path):
+    """The accelerator preset (not run here: no accelerator) through the same code at
+    the smoke preset's sizes: its network structure, schedule and loss train and
+    sample, and table1's plan covers every arm."""
+    from reproduce._experiment import Runner, Variant
+    from reproduce.configs.suite import shrink
+
+    suite = shrink(PRESETS["gpu"], PRESETS["smoke"])
+    gpu = PRESETS["gpu"]
+    assert len(suite.train.model.kwargs["stage_channels"]) == len(
+        gpu.train.model.kwargs["stage_channels"]
+    )
+    assert suite.train.loss == gpu.train.loss and suite.train.schedule.kind == "spectral"
+    # The preset's own sizes: 64 px, N >= 5000 reference images.
+    assert gpu.train.data.image_size == 64 and 15 * gpu.reference.patches_per_image >= 5000
+    runner = Runner(suite, tmp_path, progress=False)
+    record = runner.evaluate(Variant("spectral", suite.train), suite.nfes[0], suite.reduced_n)
+    assert record["n"] == suite.reduced_n and np.isfinite(record["fd"])
 
 
 def test_bad_arguments():

@@ -57,6 +57,8 @@ class SuiteConfig:
     diagnostic_logsnrs: tuple[float, ...] = tuple(float(v) for v in range(-10, 9))
     diagnostic_n: int | None = None
     curve_n: int | None = None
+    #: Training batches the noise-level statistics (effective batch size) cover.
+    statistics_batches: int = 300
 
 
 def with_config(config: TrainConfig, **changes) -> TrainConfig:
@@ -187,6 +189,7 @@ PRESETS = {
         diagnostic_logsnrs=(-6.0, 0.0, 6.0),
         diagnostic_n=15,
         curve_n=15,
+        statistics_batches=20,
     ),
 }
 
