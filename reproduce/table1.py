@@ -312,6 +312,8 @@ def markdown(runner: Runner, records: list[dict], claim: dict) -> str:
         "|---|" + "---|" * len(METRICS),
     ]
     for arm in ARMS[1:]:
+        if not any(arm.name in claim[m]["arms_vs_baseline"] for m in METRICS):
+            continue  # scored on the reduced subset only
         cells = [
             _percent(claim[m]["arms_vs_baseline"][arm.name])
             if arm.name in claim[m]["arms_vs_baseline"]

@@ -43,9 +43,7 @@ def test_sample_space_fd_equals_the_covariance_form():
     scales = np.linspace(0.2, 2.0, 40)
     a = rng.normal(size=(25, 40)) * scales
     b = rng.normal(size=(30, 40)) + 0.3  # N < D: fd takes the nuclear-norm route
-    direct = sd.metrics.frechet_distance(
-        sd.metrics.fit_gaussian(a), sd.metrics.fit_gaussian(b)
-    )
+    direct = sd.metrics.frechet_distance(sd.metrics.fit_gaussian(a), sd.metrics.fit_gaussian(b))
     assert sd.metrics.fd(a, b) == pytest.approx(direct, rel=1e-6)
     assert sd.metrics.fd(b, a) == pytest.approx(direct, rel=1e-6)
 
