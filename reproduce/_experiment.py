@@ -402,6 +402,7 @@ class Runner:
         reference = self.reference(config)
         index = reference.subset(n)
         logsnrs = [float(v) for v in suite.diagnostic_logsnrs]
+        grid = np.asarray(logsnrs)
         step = config.steps if step is None else step
         path = self._eval_path("denoising-", config.to_json(), step, len(index), logsnrs)
         if path.is_file():
@@ -414,14 +415,14 @@ class Runner:
             run.denoiser_at(step),
             images,
             cond,
-            np.asarray(logsnrs),
+            grid,
             key=jax.random.key(30_000),
             batch_size=suite.sample_batch,
         ).mean(axis=1)
         record = {
             "logsnr": logsnrs,
             "mse": [float(v) for v in mse],
-            "J": sd.metrics.weighted_denoising_error(np.asarray(logsnrs), mse),
+            "J": sd.metrics.weighted_denoising_error(grid, mse),
             "step": step,
             "n": len(index),
         }

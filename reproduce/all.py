@@ -59,20 +59,20 @@ def results(out: Path) -> dict[str, dict]:
     }
 
 
-def page(out: Path, preset: str, argv: list[str], seconds: float, images: str) -> str:
+def page(out: Path, preset: str, argv: list[str], seconds: float | None, images: str) -> str:
     """The Reproduce page from the modules' results in `out`; figures under `images`.
-    Modules without results are listed as not run."""
+    `seconds` is this invocation's run time (None: the page is rebuilt from existing
+    results, `--docs-only`). Modules without results are listed as not run."""
     found = results(out)
     if not found:
         raise ValueError(f"No results in {out}: run the modules first.")
     module_seconds = sum(r["meta"]["seconds"] for r in found.values())
-    cached = (
-        " of computation"
-        if module_seconds == seconds
-        else ""
-        if module_seconds > 0.5 * seconds
-        else "; most results were cached from earlier runs"
-    )
+    if seconds is None:
+        seconds, cached = module_seconds, " of computation"
+    elif module_seconds > 0.5 * seconds:
+        cached = ""
+    else:
+        cached = "; most results were cached from earlier runs"
     commands = "\n".join(
         f"| `{name}` | `{found[name]['meta']['command']}` | {preset} |"
         if name in found
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     known, _ = module_parser.parse_known_args(rest)
     start = time.perf_counter()
     if args.docs_only:
-        seconds = sum(r["meta"]["seconds"] for r in results(known.out).values())
+        seconds = None
     else:
         for module, _ in MODULES.values():
             module.main(rest)

@@ -216,12 +216,12 @@ def _percent(ci: dict) -> str:
     return text
 
 
-def _floor_row(reference, n: int, metric: str, columns: int) -> str:
+def _floor_row(reference, n: int, cells: list[str]) -> str:
+    """The floor's table row: real training images scored against the reference at N =
+    `n`; `cells` are metric names (a cell each) or "" (left empty)."""
     mean, spread = reference.floor_at(n)
-    return (
-        f"| real training images, N = {n} (floor) | {mean[metric]:.4g} ± {spread[metric]:.2g} |"
-        + " |" * (columns - 1)
-    )
+    values = [f" {mean[m]:.4g} ± {spread[m]:.2g}" if m else "" for m in cells]
+    return f"| real training images, N = {n} (floor) |" + "".join(f"{v} |" for v in values)
 
 
 def markdown(runner: Runner, records: list[dict], claim: dict) -> str:
@@ -252,9 +252,7 @@ def markdown(runner: Runner, records: list[dict], claim: dict) -> str:
         if any(r["variant"] == arm.name for r in full):
             cells = [_cell(full, m, arm.name, nfe) for m, nfe in columns]
             lines.append(f"| {arm.label} | " + " | ".join(cells) + " |")
-    mean, spread = reference.floor_at(full_n)
-    cells = [f"{mean[m]:.4g} ± {spread[m]:.2g}" for m, _ in columns]
-    lines += [f"| real training images, N = {full_n} (floor) | " + " | ".join(cells) + " |", ""]
+    lines += [_floor_row(reference, full_n, [m for m, _ in columns]), ""]
 
     sweep = _sweep(records)
     sweep_n = sweep[0]["n"]
@@ -278,7 +276,8 @@ def markdown(runner: Runner, records: list[dict], claim: dict) -> str:
             for arm in ARMS:
                 cells = [_cell(sweep, metric, arm.name, nfe) for nfe in suite.nfes]
                 lines.append(f"| {arm.label} | " + " | ".join(cells) + " |")
-            lines += [_floor_row(reference, sweep_n, metric, len(suite.nfes)), ""]
+            empty = [""] * (len(suite.nfes) - 1)
+            lines += [_floor_row(reference, sweep_n, [metric, *empty]), ""]
     lines += [
         "### Claims under test",
         "",
