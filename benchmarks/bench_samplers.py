@@ -54,9 +54,7 @@ def main() -> None:
         return jax.vmap(one)(z1)
 
     ddim = jax.jit(jax.vmap(lambda z: sd.ddim(denoise, schedule, z, STEPS)))
-    euler = jax.jit(
-        jax.vmap(lambda z: sd.ode(denoise, schedule, z, STEPS, solver=diffrax.Euler()).sample)
-    )
+    euler = jax.jit(jax.vmap(lambda z: sd.ode(denoise, schedule, z, STEPS, solver=diffrax.Euler())))
     t_bare = median_seconds(bare, z1, repeats=args.repeats)
     t_ddim = median_seconds(ddim, z1, repeats=args.repeats)
     t_euler = median_seconds(euler, z1, repeats=args.repeats)

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py
 
-1. Train-step throughput (img/s) of `reproduce/configs/train.py:PRESETS["cpu"]`,
+1. Train-step throughput (img/s) of `spectral_diffusion.train.PRESETS["cpu"]`,
    measured on the jitted step after compilation.
 2. End-to-end sampling at NFE 32 (`sd.ddim` on the trained-size network, batch 32,
    per-example spectral schedules) against a bare jitted `lax.scan` making the same
@@ -24,7 +24,7 @@ from _timing import median_seconds
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import spectral_diffusion as sd  # noqa: E402
-from reproduce.configs.train import PRESETS  # noqa: E402
+from spectral_diffusion.train import PRESETS  # noqa: E402
 from spectral_diffusion.train._trainer import (  # noqa: E402
     build_schedules,
     build_source,
@@ -58,14 +58,10 @@ def main() -> None:
     schedules = sd.spectral_schedule(sd.rapsd(images))
     z1 = jax.random.normal(key, images.shape)
 
-    def cond_of(schedule, label):
-        ends = schedule.logsnr(jnp.array([0.0, 1.0]))
-        return sd.Conditioning(label, ends[0], ends[1])
-
     @jax.jit
     def sampler(schedules, z1, labels):
         def one(schedule, z, label):
-            cond = cond_of(schedule, label)
+            cond = sd.Conditioning.of(schedule, label)
             return sd.ddim(lambda z, lam, c: denoiser(z, lam, cond), schedule, z, NFE)
 
         return jax.vmap(one)(schedules, z1, labels)
@@ -73,7 +69,7 @@ def main() -> None:
     @jax.jit
     def bare(schedules, z1, labels):
         def one(schedule, z, label):
-            cond = cond_of(schedule, label)
+            cond = sd.Conditioning.of(schedule, label)
             lam = schedule.logsnr(1.0 - jnp.arange(NFE) / NFE)
             step = lambda z, lam_i: (0.5 * (z + denoiser(z, lam_i, cond)), None)  # noqa: E731
             return jax.lax.scan(step, z, lam)[0]

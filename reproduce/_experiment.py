@@ -33,7 +33,6 @@ from spectral_diffusion.train._trainer import (
 
 from ._io import argument_parser, atomic_write_json, atomic_write_text, run_metadata
 from .configs.suite import SuiteConfig, with_config as with_config
-from .oracle import grid_knots
 
 
 #: How a spectral (per-instance) run gets its schedules at generation time.
@@ -81,15 +80,6 @@ def run_dir(root: Path, config: TrainConfig) -> Path:
 
 
 # ---------------------------------------------------------------- reference and scores
-
-
-class NullClass(eqx.Module):
-    """The unconditional branch of classifier-free guidance: the null class label."""
-
-    num_classes: int = eqx.field(static=True)
-
-    def __call__(self, cond: sd.Conditioning) -> sd.Conditioning:
-        return cond._replace(label=jnp.full_like(cond.label, self.num_classes))
 
 
 class Reference:
@@ -206,13 +196,12 @@ def arrays(source, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
 
 
 @eqx.filter_jit
-def _sample_batch(denoise, knots, ends, labels, z1, nfe: int, noise_filter):
-    def one(knots, ends, z, label):
-        cond = sd.Conditioning(label, ends[0], ends[1])
+def _sample_batch(denoise, knots, cond, z1, nfe: int, noise_filter):
+    def one(knots, cond, z):
         schedule = sd.PiecewiseLinear(knots)
         return sd.ddim(denoise, schedule, z, nfe, cond=cond, noise_filter=noise_filter)
 
-    return jax.vmap(one)(knots, ends, z1, labels)
+    return jax.vmap(one)(knots, cond, z1)
 
 
 def _data_sharding(batch_size: int) -> NamedSharding | None:
@@ -226,8 +215,7 @@ def _data_sharding(batch_size: int) -> NamedSharding | None:
 def sample(
     denoise: Callable,
     knots: np.ndarray,
-    ends: np.ndarray,
-    labels: np.ndarray,
+    cond: sd.Conditioning,
     z1: np.ndarray,
     nfe: int,
     *,
@@ -237,7 +225,7 @@ def sample(
     progress: bool = True,
 ) -> np.ndarray:
     """DDIM samples along per-example schedule knots `(N, K)`, the denoiser conditioned
-    on `ends` `(N, 2)` (each example's lambda(0), lambda(1)), in jitted batches of a
+    on `cond` (fields `(N,)`: each example's label, lambda(0), lambda(1)), in jitted batches of a
     fixed size (the last one padded), with a progress bar. Each batch is split over
     all devices (`jax.sharding`) when its size allows."""
     sharding = _data_sharding(batch_size)
@@ -246,7 +234,9 @@ def sample(
     for start in tqdm(batches, desc=desc, leave=False, disable=not progress):
         # Padded by wrapping around, so every call has the compiled batch shape.
         index = np.arange(start, start + batch_size) % len(z1)
-        padded = [jax.device_put(a[index], sharding) for a in (knots, ends, labels, z1)]
+        padded = jax.tree.map(
+            lambda a: jax.device_put(np.asarray(a)[index], sharding), (knots, cond, z1)
+        )
         x = _sample_batch(denoise, *padded, nfe, noise_filter)
         out.append(np.asarray(x)[: min(batch_size, len(z1) - start)])
     return np.clip(np.concatenate(out), -1.0, 1.0)
@@ -270,25 +260,25 @@ class Trained:
         """Sampling schedules `(N, K)` for every reference image."""
         count = len(reference.labels)
         if not self.spectral:
-            return np.asarray(grid_knots(self.schedules.schedule(None), nfe, count))
+            grid = sd.PiecewiseLinear.on_grid(self.schedules.schedule(None), nfe).knots
+            return np.repeat(np.asarray(grid)[None], count, axis=0)
         check_choice(generation, "generation", dict.fromkeys(GENERATIONS))
         if generation == "true":
             return np.asarray(self.schedules.knots(reference.images))
         if generation == "mean":
             weights = jax.nn.softmax(self.mixture.log_weights, axis=-1)
             mean = jnp.einsum("ck,ckd->cd", weights, self.mixture.means)
-            knots = sd.conditioning.from_unconstrained(mean)
+            knots = sd.knots_from_unconstrained(mean)
             return np.asarray(knots)[reference.labels]
         key = jax.random.key(20_000 + seed)
-        return np.asarray(self.mixture.sample(key, reference.labels).knots)
+        return np.asarray(self.mixture.sample(reference.labels, key=key).knots)
 
-    def ends(self, knots: np.ndarray) -> np.ndarray:
-        """The conditioning `(N, 2)` this run's denoiser was trained with, for examples
-        sampled along `knots`: a spectral run's schedule ends, a fixed schedule's own."""
-        if self.spectral:
-            return np.stack([knots[:, 0], knots[:, -1]], axis=1)
-        fixed = self.schedules.schedule(None).logsnr(jnp.array([0.0, 1.0]))
-        return np.broadcast_to(np.asarray(fixed), (len(knots), 2))
+    def conditioning(self, knots: np.ndarray, labels: np.ndarray) -> sd.Conditioning:
+        """The conditioning this run's denoiser was trained with, for examples of
+        `labels` sampled along `knots` `(N, K)`: a spectral run's own schedules, a fixed
+        schedule's run the fixed schedule (whatever `knots` it is sampled along)."""
+        trained = sd.PiecewiseLinear(knots) if self.spectral else self.schedules.schedule(None)
+        return sd.Conditioning.of(trained, labels)
 
     def denoiser_at(self, step: int | None):
         """The EMA denoiser of a kept checkpoint (`None`: the final one)."""
@@ -335,17 +325,17 @@ class Runner:
         along = self.trained(variant.schedules_from) if variant.schedules_from else run
         index = reference.subset(n)
         knots = along.knots(variant.generation, reference, nfe, seed)[index]
-        ends = run.ends(knots)
+        labels, z1 = reference.labels[index], reference.noise(seed)[index]
+        cond = run.conditioning(knots, labels)
         denoise = run.denoiser
         if variant.guidance != 1.0:
             denoise = sd.guided(
                 denoise,
                 variant.guidance,
                 variant.guidance_interval,
-                unconditional=NullClass(reference.num_classes),
+                unconditional=sd.NullClass(reference.num_classes),
             )
-        labels, z1 = reference.labels[index], reference.noise(seed)[index]
-        args = (denoise, knots, ends, labels, z1, nfe)
+        args = (denoise, knots, cond, z1, nfe)
         options = dict(batch_size=self.suite.sample_batch, progress=self.progress)
         desc = f"{variant.name} NFE {nfe}"
         samples = sample(*args, desc=desc, **options)
@@ -409,8 +399,7 @@ class Runner:
             return json.loads(path.read_text())
         images, labels = reference.images[index], reference.labels[index]
         true = run.schedules.knots(images) if run.spectral else np.zeros((len(index), 2))
-        ends = run.ends(np.asarray(true))
-        cond = sd.Conditioning(labels, ends[:, 0], ends[:, 1])
+        cond = run.conditioning(np.asarray(true), labels)
         mse = sd.metrics.denoising_mse(
             run.denoiser_at(step),
             images,

@@ -25,7 +25,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from spectral_diffusion.bounds import EPS_HI, EPS_LO
+from spectral_diffusion import EPS_HI, EPS_LO
 
 from ._experiment import (
     Runner,

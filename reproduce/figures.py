@@ -131,7 +131,7 @@ def body(runner: Runner, args) -> tuple[list[dict], str, dict]:
     rng = np.random.default_rng(0)
     shown = rng.choice(len(power), min(60, len(power)), replace=False)
     true = np.asarray(run.schedules.knots(train_images[shown]))
-    sampled = np.asarray(run.mixture.sample(jax.random.key(0), train_labels[shown]).knots)
+    sampled = np.asarray(run.mixture.sample(train_labels[shown], key=jax.random.key(0)).knots)
     plot_schedules(true, sampled, baseline, out / files[2])
 
     # A class-balanced grid: the same images, labels and noise as table1's evaluations.

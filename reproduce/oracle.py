@@ -62,16 +62,6 @@ def schedules_at(config: OracleConfig, size: int, power) -> dict[str, sd.Schedul
     }
 
 
-def grid_knots(schedule: sd.Schedule, num_steps: int, num_images: int) -> jnp.ndarray:
-    """The schedule sampled at t = j / N, one row per image: a PiecewiseLinear with
-    these knots has exactly the schedule's N-step grid, so every schedule shares one
-    compiled sampler per (N, shape)."""
-    t = np.linspace(0.0, 1.0, num_steps + 1, dtype=np.float32)
-    lam = schedule.logsnr(t[:, None] if isinstance(schedule, sd.PiecewiseLinear) else t)
-    lam = lam.T if lam.ndim == 2 else lam
-    return jnp.broadcast_to(lam, (num_images, num_steps + 1))
-
-
 @eqx.filter_jit
 def _closed_form(oracles, knots, sampler: str, num_steps: int):
     def one(oracle, knots):
@@ -94,8 +84,8 @@ def _real_sampler(oracle, schedule, sampler: str, nfe: int):
     if sampler == "ddpm":
         return lambda z, k: sd.ddim(oracle.denoise, schedule, z, nfe, eta=1.0, key=k)
     if sampler == "ode-heun":
-        return lambda z, k: sd.ode(oracle.denoise, schedule, z, nfe // 2).sample
-    return lambda z, k: sd.sde(oracle.denoise, schedule, z, k, nfe)
+        return lambda z, k: sd.ode(oracle.denoise, schedule, z, nfe // 2)
+    return lambda z, k: sd.sde(oracle.denoise, schedule, z, nfe, key=k)
 
 
 def closed_form_records(config: OracleConfig, size: int, images, progress) -> list[dict]:
@@ -107,7 +97,8 @@ def closed_form_records(config: OracleConfig, size: int, images, progress) -> li
     for sampler in config.samplers:
         for nfe in config.nfes:
             # All schedules in one call: stack their grids and repeat the oracles.
-            knots = jnp.concatenate([grid_knots(s, nfe, n) for s in schedules.values()])
+            grids = [sd.PiecewiseLinear.on_grid(s, nfe).knots for s in schedules.values()]
+            knots = jnp.concatenate([jnp.broadcast_to(g, (n, nfe + 1)) for g in grids])
             repeated = jax.tree.map(lambda a: jnp.concatenate([a] * len(schedules)), oracles)
             errors, used = _closed_form(repeated, knots, sampler, nfe)
             for i, name in enumerate(schedules):
@@ -141,12 +132,12 @@ def monte_carlo_records(config: OracleConfig, size: int, images, key) -> list[di
                 run = eqx.filter_jit(oracle.monte_carlo)  # ints and callables are static
                 mc = run(
                     _real_sampler(oracle, schedule, sampler, nfe),
-                    jax.random.fold_in(key, i),
-                    num_samples=config.monte_carlo_samples,
+                    config.monte_carlo_samples,
+                    key=jax.random.fold_in(key, i),
                 )
                 closed, _ = _closed_form(
                     jax.tree.map(lambda a: a[None], oracle),
-                    grid_knots(schedule, nfe, 1),
+                    sd.PiecewiseLinear.on_grid(schedule, nfe).knots[None],
                     sampler,
                     nfe,
                 )

@@ -1,25 +1,18 @@
 """Spectrally-guided diffusion noise schedules in JAX.
 
-Data flows `spectrum` -> `bounds` -> `schedules` -> (`losses`, `nets`,
-`conditioning`) -> `samplers`; the `train` subpackage composes them (import it as
-`spectral_diffusion.train`). Every public name is re-exported here (the repeated
-`as` name marks it public for type checkers and mkdocstrings).
+Data flows spectrum -> bounds -> schedules -> (nets, losses, proposals, mixtures)
+-> samplers -> Gaussian oracle; `spectral_diffusion.train` composes them into a
+training run, `spectral_diffusion.data` feeds it and `spectral_diffusion.metrics`
+scores the samples. Those three are subpackages because they carry their own
+dependencies (grain, orbax, the classifier and Inception networks); every other
+public name has exactly one path, `spectral_diffusion.X`, re-exported here (the
+repeated `as` name marks it public for type checkers and mkdocstrings). See the
+Architecture page of the docs for what each private module owns.
 """
 
 import importlib.metadata
 
-from . import (
-    bounds as bounds,
-    conditioning as conditioning,
-    data as data,
-    gaussian as gaussian,
-    losses as losses,
-    metrics as metrics,
-    nets as nets,
-    samplers as samplers,
-    schedules as schedules,
-    spectrum as spectrum,
-)
+from . import data as data, metrics as metrics
 from ._bounds import (
     BITS as BITS,
     EPS_HI as EPS_HI,
@@ -27,12 +20,7 @@ from ._bounds import (
     logsnr_bounds as logsnr_bounds,
     quantization_noise_power as quantization_noise_power,
 )
-from ._conditioning import (
-    ScheduleMixture as ScheduleMixture,
-    from_unconstrained as from_unconstrained,
-    to_unconstrained as to_unconstrained,
-)
-from ._gaussian import GaussianSpectral as GaussianSpectral
+from ._gaussian import GaussianSpectral as GaussianSpectral, spectral_errors as spectral_errors
 from ._losses import (
     EpsLoss as EpsLoss,
     Loss as Loss,
@@ -41,10 +29,16 @@ from ._losses import (
     WeightedEpsLoss as WeightedEpsLoss,
     batch_loss as batch_loss,
 )
+from ._mixture import (
+    ScheduleMixture as ScheduleMixture,
+    knots_from_unconstrained as knots_from_unconstrained,
+    knots_to_unconstrained as knots_to_unconstrained,
+)
 from ._nets import (
     Conditioning as Conditioning,
     Denoiser as Denoiser,
     EpsPrediction as EpsPrediction,
+    NullClass as NullClass,
     Parameterisation as Parameterisation,
     UNet as UNet,
     UViT as UViT,
@@ -58,12 +52,15 @@ from ._proposals import (
     TruncatedProposal as TruncatedProposal,
     effective_batch_size as effective_batch_size,
     noise_levels as noise_levels,
+    schedule_axis as schedule_axis,
 )
 from ._samplers import (
     TDAS as TDAS,
+    DenoiseFn as DenoiseFn,
     FrequencyFilter as FrequencyFilter,
     Guided as Guided,
-    ODESolution as ODESolution,
+    NoiseFilter as NoiseFilter,
+    SampleStats as SampleStats,
     SpaceFilter as SpaceFilter,
     ddim as ddim,
     estimate_frequency_filter as estimate_frequency_filter,
@@ -73,16 +70,24 @@ from ._samplers import (
 )
 from ._schedules import (
     EDM as EDM,
+    TIE_BREAK_SHARE as TIE_BREAK_SHARE,
     Cosine as Cosine,
     InterpolatedCosine as InterpolatedCosine,
     LinearLogSNR as LinearLogSNR,
     PiecewiseLinear as PiecewiseLinear,
     Schedule as Schedule,
     ShiftedCosine as ShiftedCosine,
+    alpha_sigma as alpha_sigma,
     global_spectral_schedule as global_spectral_schedule,
     spectral_schedule as spectral_schedule,
+    time_grid as time_grid,
 )
-from ._spectrum import power_spectrum as power_spectrum, radial_bins as radial_bins, rapsd as rapsd
+from ._spectrum import (
+    RANGE_TOLERANCE as RANGE_TOLERANCE,
+    power_spectrum as power_spectrum,
+    radial_bins as radial_bins,
+    rapsd as rapsd,
+)
 
 
 __version__ = importlib.metadata.version("spectral_diffusion")

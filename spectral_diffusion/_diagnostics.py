@@ -9,12 +9,12 @@ from jaxtyping import ArrayLike, Float, PRNGKeyArray
 
 from ._checks import check_finite
 from ._nets import Conditioning
-from ._samplers._common import alpha_sigma_of
+from ._schedules import alpha_sigma
 
 
 @eqx.filter_jit
 def _batch_mse(denoise, images, cond, noise, lam):
-    alpha, sigma = alpha_sigma_of(lam)
+    alpha, sigma = alpha_sigma(lam)
 
     def one(x, cond, eps):
         return jnp.mean((denoise(alpha * x + sigma * eps, lam, cond) - x) ** 2)

@@ -11,9 +11,9 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from ._bounds import BITS, quantization_noise_power
 from ._checks import check_in_range, check_min_ndim, fail_if
-from ._samplers._common import alpha_sigma_of, check_num_steps, check_per_example, logsnr_grid
+from ._samplers._common import check_per_example
 from ._samplers._diffrax import ode
-from ._schedules import Schedule
+from ._schedules import Schedule, alpha_sigma, check_num_steps
 from ._spectrum import RANGE_TOLERANCE, filter_frequencies, power_spectrum
 
 
@@ -76,13 +76,13 @@ class GaussianSpectral(eqx.Module):
         power = power_spectrum(x)
         return cls(power + jnp.asarray(quantization_noise_power(bits), power.dtype))
 
-    def sample(self, key: PRNGKeyArray, num_samples: int) -> Float[Array, "num_samples C H W"]:
+    def sample(self, num_samples: int, *, key: PRNGKeyArray) -> Float[Array, "num_samples C H W"]:
         """Draw `num_samples` images from the Gaussian."""
         white = jax.random.normal(key, (num_samples, *self.variances.shape), self.variances.dtype)
         return filter_frequencies(white, jnp.sqrt(self.variances))
 
     def _wiener_gain(self, lam: Float[ArrayLike, ""]) -> Float[Array, "C H W"]:
-        alpha, sigma = alpha_sigma_of(jnp.asarray(lam))
+        alpha, sigma = alpha_sigma(jnp.asarray(lam))
         return alpha * self.variances / (alpha**2 * self.variances + sigma**2)
 
     def denoise(
@@ -115,12 +115,12 @@ class GaussianSpectral(eqx.Module):
         """
         check_num_steps(num_steps)
         check_per_example(schedule)
-        lam = logsnr_grid(schedule, num_steps)
+        lam = schedule.logsnr_grid(num_steps)
         s = self.variances
 
         def step(i, v):
-            alpha_a, sigma_a = alpha_sigma_of(lam[i])
-            alpha_b, sigma_b = alpha_sigma_of(lam[i + 1])
+            alpha_a, sigma_a = alpha_sigma(lam[i])
+            alpha_b, sigma_b = alpha_sigma(lam[i + 1])
             c2 = eta**2 * sigma_b**2 * -jnp.expm1(lam[i] - lam[i + 1])
             m = (alpha_b * alpha_a * s + jnp.sqrt(sigma_b**2 - c2) * sigma_a) / (
                 alpha_a**2 * s + sigma_a**2
@@ -128,7 +128,7 @@ class GaussianSpectral(eqx.Module):
             return m**2 * v + c2
 
         v = jax.lax.fori_loop(0, num_steps, step, jnp.ones_like(s))
-        alpha_0, _ = alpha_sigma_of(lam[-1])
+        alpha_0, _ = alpha_sigma(lam[-1])
         return v / alpha_0**2
 
     def ddim_error(self, schedule: Schedule, num_steps: int) -> dict[str, Float[Array, ""]]:
@@ -153,7 +153,7 @@ class GaussianSpectral(eqx.Module):
         """
         check_num_steps(num_steps)
         check_per_example(schedule)
-        lam = logsnr_grid(schedule, num_steps)
+        lam = schedule.logsnr_grid(num_steps)
         s_grid = jnp.exp(-0.5 * lam)
         data = self.variances
 
@@ -162,7 +162,7 @@ class GaussianSpectral(eqx.Module):
             m = 1.0 - 2.0 * (1.0 - s_b / s_a) * s_a**2 / (data + s_a**2)
             return m**2 * v + 2.0 * s_a * (s_a - s_b)
 
-        alpha_1, _ = alpha_sigma_of(lam[0])
+        alpha_1, _ = alpha_sigma(lam[0])
         return jax.lax.fori_loop(0, num_steps, step, jnp.ones_like(data) / alpha_1**2)
 
     def ode_variance(
@@ -176,10 +176,15 @@ class GaussianSpectral(eqx.Module):
         real sampler on the Fourier coefficients of an all-ones $z_1$ yields each band's
         multiplier $m_k$, and $v = m^2$."""
         check_num_steps(num_steps)
-        solution = ode(
-            self._band_denoise, schedule, jnp.ones_like(self.variances), num_steps, solver=solver
+        sample, stats = ode(
+            self._band_denoise,
+            schedule,
+            jnp.ones_like(self.variances),
+            num_steps,
+            solver=solver,
+            return_stats=True,
         )
-        return solution.sample**2, solution.num_function_evaluations
+        return sample**2, stats.num_function_evaluations
 
     def ode_error(
         self,
@@ -194,8 +199,9 @@ class GaussianSpectral(eqx.Module):
     def monte_carlo(
         self,
         sampler: Callable[[Float[Array, "C H W"], PRNGKeyArray], Float[Array, "C H W"]],
-        key: PRNGKeyArray,
         num_samples: int,
+        *,
+        key: PRNGKeyArray,
     ) -> dict[str, Float[Array, "..."]]:
         r"""Run a real sampler and measure the same errors from its samples.
 

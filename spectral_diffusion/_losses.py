@@ -17,8 +17,7 @@ from ._proposals import (
     noise_levels,
     schedule_axis as schedule_axis,
 )
-from ._samplers._common import alpha_sigma_of
-from ._schedules import Schedule
+from ._schedules import Schedule, alpha_sigma
 
 
 class SigmoidWeighting(eqx.Module):
@@ -79,7 +78,7 @@ class Loss(eqx.Module):
 
 
 def _forward(denoiser: Denoiser, level: NoiseLevel, x, eps, cond, key):
-    alpha, sigma = alpha_sigma_of(level.logsnr)
+    alpha, sigma = alpha_sigma(level.logsnr)
     z = alpha * x + sigma * eps
     return alpha, sigma, z, denoiser.output(z, level.logsnr, cond, key=key)
 
@@ -195,12 +194,11 @@ def batch_loss(
     levels = noise_levels(proposal, schedule, batch, key=t_key)
     eps = jax.random.normal(eps_key, x.shape, x.dtype)
     dropped = jax.random.bernoulli(drop_key, label_dropout, (batch,))
-    labels = jnp.where(dropped, num_classes, labels)
-
-    def one(schedule, x, eps, level, label, key):
-        ends = schedule.logsnr(jnp.array([0.0, 1.0]))
-        cond = Conditioning(label, ends[0], ends[1])
-        return loss(denoiser, schedule, x, eps, level, cond, key=key)
-
-    per_example = jax.vmap(one, in_axes=(schedule_axis(schedule), 0, 0, 0, 0, 0))
-    return jnp.mean(per_example(schedule, x, eps, levels, labels, jax.random.split(net_key, batch)))
+    cond = Conditioning.of(schedule, jnp.where(dropped, num_classes, labels))
+    per_example = jax.vmap(
+        lambda schedule, x, eps, level, cond, key: loss(
+            denoiser, schedule, x, eps, level, cond, key=key
+        ),
+        in_axes=(schedule_axis(schedule), 0, 0, 0, 0, 0),
+    )
+    return jnp.mean(per_example(schedule, x, eps, levels, cond, jax.random.split(net_key, batch)))

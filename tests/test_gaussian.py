@@ -31,7 +31,7 @@ def agree(mc, closed, oracle):
 def test_monte_carlo_ddim(setup):
     oracle, schedule = setup
     mc = oracle.monte_carlo(
-        lambda z, k: sd.ddim(oracle.denoise, schedule, z, 12), jax.random.key(0), NUM_SAMPLES
+        lambda z, k: sd.ddim(oracle.denoise, schedule, z, 12), NUM_SAMPLES, key=jax.random.key(0)
     )
     agree(mc, oracle.ancestral_variance(schedule, 12, eta=0.0), oracle)
 
@@ -40,8 +40,8 @@ def test_monte_carlo_ddpm(setup):
     oracle, schedule = setup
     mc = oracle.monte_carlo(
         lambda z, k: sd.ddim(oracle.denoise, schedule, z, 12, eta=1.0, key=k),
-        jax.random.key(1),
         NUM_SAMPLES,
+        key=jax.random.key(1),
     )
     agree(mc, oracle.ancestral_variance(schedule, 12, eta=1.0), oracle)
 
@@ -49,7 +49,9 @@ def test_monte_carlo_ddpm(setup):
 def test_monte_carlo_sde(setup):
     oracle, schedule = setup
     mc = oracle.monte_carlo(
-        lambda z, k: sd.sde(oracle.denoise, schedule, z, k, 12), jax.random.key(2), NUM_SAMPLES
+        lambda z, k: sd.sde(oracle.denoise, schedule, z, 12, key=k),
+        NUM_SAMPLES,
+        key=jax.random.key(2),
     )
     agree(mc, oracle.euler_maruyama_variance(schedule, 12), oracle)
 
@@ -57,7 +59,7 @@ def test_monte_carlo_sde(setup):
 def test_monte_carlo_ode_heun(setup):
     oracle, schedule = setup
     mc = oracle.monte_carlo(
-        lambda z, k: sd.ode(oracle.denoise, schedule, z, 6).sample, jax.random.key(3), NUM_SAMPLES
+        lambda z, k: sd.ode(oracle.denoise, schedule, z, 6), NUM_SAMPLES, key=jax.random.key(3)
     )
     variance, nfe = oracle.ode_variance(schedule, 6)
     assert int(nfe) == 12
@@ -66,7 +68,7 @@ def test_monte_carlo_ode_heun(setup):
 
 def test_wiener_denoiser_is_the_posterior_mean(setup, getkey):
     oracle, _ = setup
-    x = oracle.sample(getkey(), 2000)
+    x = oracle.sample(2000, key=getkey())
     lam = jnp.asarray(0.7)
     alpha, sigma = jnp.sqrt(jax.nn.sigmoid(lam)), jnp.sqrt(jax.nn.sigmoid(-lam))
     z = alpha * x + sigma * jax.random.normal(getkey(), x.shape)
@@ -120,6 +122,6 @@ def test_bad_input():
         sd.GaussianSpectral.from_image(jnp.zeros((4, 4)))
     with pytest.raises(ValueError, match="`num_samples`"):
         sd.GaussianSpectral.from_image(jnp.zeros((1, 4, 4))).monte_carlo(
-            lambda z, k: z, jax.random.key(0), 1
+            lambda z, k: z, 1, key=jax.random.key(0)
         )
     assert isinstance(diffrax.Heun(), diffrax.AbstractSolver)

@@ -139,9 +139,7 @@ def test_batch_loss_paths_and_stratification(getkey):
     x = jnp.clip(jax.random.normal(getkey(), (4, *SHAPE)), -1, 1)
     labels = jnp.array([0, 1, 2, 0])
     per_instance = sd.spectral_schedule(sd.rapsd(x))
-    assert (
-        sd.losses.schedule_axis(per_instance) == 0 and sd.losses.schedule_axis(sd.Cosine()) is None
-    )
+    assert sd.schedule_axis(per_instance) == 0 and sd.schedule_axis(sd.Cosine()) is None
     for schedule in (per_instance, sd.Cosine()):
         value = sd.batch_loss(
             sd.VLoss(), denoiser, schedule, x, labels, key=getkey(), num_classes=3

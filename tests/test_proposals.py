@@ -13,7 +13,6 @@ from hypothesis import given
 from test_nets_losses import SHAPE, perturb
 
 import spectral_diffusion as sd
-from spectral_diffusion._samplers._common import alpha_sigma_of
 
 
 WEIGHTING = sd.SigmoidWeighting(1.0)
@@ -179,7 +178,7 @@ def old_batch_loss(
         ends = schedule.logsnr(jnp.array([0.0, 1.0]))
         cond = sd.Conditioning(label, ends[0], ends[1])
         lam = schedule.logsnr(t)
-        alpha, sigma = alpha_sigma_of(lam)
+        alpha, sigma = sd.alpha_sigma(lam)
         z = alpha * x + sigma * eps
         out = denoiser.output(z, lam, cond, key=key)
         eps_hat = denoiser.parameterisation.to_eps(out, z, alpha, sigma)

@@ -28,9 +28,11 @@ def test_ode_euler_is_ddim(oracle, getkey):
     z1 = jax.random.normal(getkey(), SHAPE)
     for schedule in (sd.Cosine(), sd.EDM(), sd.spectral_schedule(sd.rapsd(np.ones(SHAPE) * 0.2))):
         a = sd.ddim(oracle.denoise, schedule, z1, 12)
-        b = sd.ode(oracle.denoise, schedule, z1, 12, solver=diffrax.Euler())
-        assert tree_allclose(a, b.sample, rtol=1e-4, atol=1e-4)
-        assert int(b.num_function_evaluations) == 12
+        b, stats = sd.ode(
+            oracle.denoise, schedule, z1, 12, solver=diffrax.Euler(), return_stats=True
+        )
+        assert tree_allclose(a, b, rtol=1e-4, atol=1e-4)
+        assert int(stats.num_function_evaluations) == 12
 
 
 def counting(denoise):
@@ -46,18 +48,44 @@ def counting(denoise):
 @pytest.mark.parametrize("solver", [diffrax.Euler(), diffrax.Heun(), diffrax.Tsit5()])
 def test_ode_reports_nfe(oracle, solver, getkey):
     denoise, calls = counting(oracle.denoise)
-    solution = sd.ode(denoise, sd.Cosine(), jax.random.normal(getkey(), SHAPE), 5, solver=solver)
-    jax.block_until_ready(solution.sample)
-    assert int(solution.num_function_evaluations) == calls["n"]
+    z1 = jax.random.normal(getkey(), SHAPE)
+    sample, stats = sd.ode(denoise, sd.Cosine(), z1, 5, solver=solver, return_stats=True)
+    jax.block_until_ready(sample)
+    assert int(stats.num_function_evaluations) == calls["n"]
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [
+        lambda d, z, k: sd.ddim(d, sd.Cosine(), z, 5, return_stats=True),
+        lambda d, z, k: sd.ddim(d, sd.Cosine(), z, 5, eta=1.0, key=k, return_stats=True),
+        lambda d, z, k: sd.sde(d, sd.Cosine(), z, 5, key=k, return_stats=True),
+    ],
+    ids=["ddim", "ddpm", "sde"],
+)
+def test_every_sampler_reports_stats_the_same_way(oracle, sampler, getkey):
+    denoise, calls = counting(oracle.denoise)
+    sample, stats = sampler(denoise, jax.random.normal(getkey(), SHAPE), getkey())
+    jax.block_until_ready(sample)
+    assert sample.shape == SHAPE and isinstance(stats, sd.SampleStats)
+    assert int(stats.num_function_evaluations) == calls["n"] == 5
 
 
 def test_ode_adaptive_agrees_with_a_fine_grid(oracle, getkey):
     z1 = jax.random.normal(getkey(), SHAPE)
     schedule = sd.EDM()
-    adaptive = sd.ode(oracle.denoise, schedule, z1, solver=diffrax.Tsit5(), rtol=1e-5, atol=1e-5)
+    adaptive, stats = sd.ode(
+        oracle.denoise,
+        schedule,
+        z1,
+        solver=diffrax.Tsit5(),
+        rtol=1e-5,
+        atol=1e-5,
+        return_stats=True,
+    )
     fine = sd.ode(oracle.denoise, schedule, z1, 256)
-    assert 0 < int(adaptive.num_function_evaluations) < 4096
-    np.testing.assert_allclose(adaptive.sample, fine.sample, atol=2e-3)
+    assert 0 < int(stats.num_function_evaluations) < 4096
+    np.testing.assert_allclose(adaptive, fine, atol=2e-3)
 
 
 def test_ddim_counts_one_call_per_step(oracle, getkey):
@@ -107,8 +135,8 @@ def test_identity_tdas_equals_plain_sampler(oracle, getkey):
     plain = sd.ddim(oracle.denoise, schedule, z1, 6, eta=1.0, key=key)
     filtered = sd.ddim(oracle.denoise, schedule, z1, 6, eta=1.0, key=key, noise_filter=identity)
     assert tree_allclose(plain, filtered, atol=1e-5)
-    plain = sd.sde(oracle.denoise, schedule, z1, key, 6)
-    filtered = sd.sde(oracle.denoise, schedule, z1, key, 6, noise_filter=identity)
+    plain = sd.sde(oracle.denoise, schedule, z1, 6, key=key)
+    filtered = sd.sde(oracle.denoise, schedule, z1, 6, key=key, noise_filter=identity)
     assert tree_allclose(plain, filtered, atol=1e-4)
     assert tree_allclose(sd.TDAS()(z1), z1)
 
@@ -153,8 +181,8 @@ def test_space_filter_from_images(images):
     [
         lambda d, s, z, k: sd.ddim(d, s, z, 6),
         lambda d, s, z, k: sd.ddim(d, s, z, 6, eta=1.0, key=k),
-        lambda d, s, z, k: sd.ode(d, s, z, 6).sample,
-        lambda d, s, z, k: sd.sde(d, s, z, k, 6),
+        lambda d, s, z, k: sd.ode(d, s, z, 6),
+        lambda d, s, z, k: sd.sde(d, s, z, 6, key=k),
     ],
     ids=["ddim", "ddpm", "ode", "sde"],
 )
@@ -192,8 +220,8 @@ def test_bad_input(oracle):
     broken = lambda z, lam, cond: z * jnp.nan  # noqa: E731
     for sampler in (
         lambda: sd.ddim(broken, schedule, jnp.ones(SHAPE), 4),
-        lambda: sd.ode(broken, schedule, jnp.ones(SHAPE), 4).sample,
-        lambda: sd.sde(broken, schedule, jnp.ones(SHAPE), jax.random.key(0), 4),
+        lambda: sd.ode(broken, schedule, jnp.ones(SHAPE), 4),
+        lambda: sd.sde(broken, schedule, jnp.ones(SHAPE), 4, key=jax.random.key(0)),
     ):
         with pytest.raises(ValueError, match="denoiser returned non-finite"):
             sampler()
@@ -214,3 +242,53 @@ def test_bad_input(oracle):
         )
     with pytest.raises(ValueError, match="adaptive solves only"):
         sd.ode(oracle.denoise, schedule, jnp.ones(SHAPE), 4, rtol=1e-3)
+
+
+def _wiener(variances, z, lam):
+    alpha, sigma = np.sqrt(1 / (1 + np.exp(-lam))), np.sqrt(1 / (1 + np.exp(lam)))
+    gain = alpha * variances / (alpha**2 * variances + sigma**2)
+    return np.fft.ifft2(gain * np.fft.fft2(z)).real
+
+
+def test_samplers_honour_float64():
+    # Under x64 with a float64 z1, the grid, the schedule values and the solver
+    # times are float64: DDIM and Heun agree with a float64 NumPy reference to 1e-10
+    # (anything computed in float32 on the way would be off by ~1e-7).
+    rng = np.random.default_rng(0)
+    image, z1 = rng.uniform(-1, 1, SHAPE), rng.normal(size=SHAPE)
+    num_steps = 8
+    t = 1.0 - np.arange(num_steps + 1) / num_steps
+    a, b = np.arctan(np.exp(-7.5)), np.arctan(np.exp(7.5))  # Cosine(-15, 15)
+    lam = -2.0 * np.log(np.tan(a + t * (b - a)))
+    alpha, sigma = np.sqrt(1 / (1 + np.exp(-lam))), np.sqrt(1 / (1 + np.exp(lam)))
+    with jax.enable_x64(True):
+        oracle = sd.GaussianSpectral.from_image(jnp.asarray(image))
+        variances = np.asarray(oracle.variances)
+        assert variances.dtype == np.float64
+        ddim = sd.ddim(oracle.denoise, sd.Cosine(), jnp.asarray(z1), num_steps)
+        heun = sd.ode(oracle.denoise, sd.Cosine(), jnp.asarray(z1), num_steps // 2)
+    assert ddim.dtype == heun.dtype == np.float64
+
+    z = z1.copy()
+    for i in range(num_steps):
+        x_hat = _wiener(variances, z, lam[i])
+        eps_hat = (z - alpha[i] * x_hat) / sigma[i]
+        z = alpha[i + 1] * x_hat + sigma[i + 1] * eps_hat
+    np.testing.assert_allclose(np.asarray(ddim), z / alpha[-1], rtol=0, atol=1e-10)
+
+    # Heun takes N / 2 steps on its own grid t_j = 1 - j / (N / 2), in s = e^(-λ/2).
+    t_heun = 1.0 - np.arange(num_steps // 2 + 1) / (num_steps // 2)
+    s = np.tan(a + t_heun * (b - a))
+
+    def slope(s_i, y):
+        lam_i = -2.0 * np.log(s_i)
+        alpha_i = np.sqrt(1 / (1 + np.exp(-lam_i)))
+        return (y - _wiener(variances, alpha_i * y, lam_i)) / s_i
+
+    y = z1 / np.sqrt(1 / (1 + np.exp(-lam[0])))
+    for i in range(len(s) - 1):
+        h = s[i + 1] - s[i]
+        k1 = slope(s[i], y)
+        k2 = slope(s[i + 1], y + h * k1)
+        y = y + 0.5 * h * (k1 + k2)
+    np.testing.assert_allclose(np.asarray(heun), y, rtol=0, atol=1e-10)

@@ -5,7 +5,7 @@ from helpers import RUNTIME_ERRORS, assert_strictly_decreasing, finite, random_i
 from hypothesis import given, strategies as st
 
 import spectral_diffusion as sd
-from spectral_diffusion.schedules import TIE_BREAK_SHARE
+from spectral_diffusion import TIE_BREAK_SHARE
 
 
 KINDS = ["power", "frequency", "mixed"]

@@ -6,7 +6,7 @@ from helpers import RUNTIME_ERRORS, random_images, reference_rapsd, tree_allclos
 from hypothesis import given, strategies as st
 
 import spectral_diffusion as sd
-from spectral_diffusion.spectrum import RANGE_TOLERANCE
+from spectral_diffusion import RANGE_TOLERANCE
 
 
 SHAPES = [(2, 2), (3, 5), (8, 8), (7, 9), (16, 12), (5, 16)]

@@ -145,29 +145,40 @@ def test_trained_model_plugs_into_every_sampler(tmp_path):
     denoiser = state.ema
     mixture = sd.ScheduleMixture.load(tmp_path / "schedule_mixture.npz")
     labels = jnp.array([0, 3])
-    schedules = mixture.sample(jax.random.key(0), labels)
+    schedules = mixture.sample(labels, key=jax.random.key(0))
     z1 = jax.random.normal(jax.random.key(1), (2, 3, 8, 8))
     keys = jax.random.split(jax.random.key(2), 2)
-    null = lambda c: c._replace(label=jnp.asarray(15))  # noqa: E731
     samplers = {
-        "ddim": lambda d, s, z, k: sd.ddim(d, s, z, 4),
-        "ddpm": lambda d, s, z, k: sd.ddim(d, s, z, 4, eta=1.0, key=k),
-        "ode": lambda d, s, z, k: sd.ode(d, s, z, 2).sample,
-        "ode_adaptive": lambda d, s, z, k: (
-            sd.ode(d, s, z, solver=diffrax.Tsit5(), rtol=1e-2, atol=1e-2).sample
+        "ddim": lambda d, s, z, k, c: sd.ddim(d, s, z, 4, cond=c),
+        "ddpm": lambda d, s, z, k, c: sd.ddim(d, s, z, 4, eta=1.0, key=k, cond=c),
+        "ode": lambda d, s, z, k, c: sd.ode(d, s, z, 2, cond=c),
+        "ode_adaptive": lambda d, s, z, k, c: sd.ode(
+            d, s, z, solver=diffrax.Tsit5(), rtol=1e-2, atol=1e-2, cond=c
         ),
-        "sde": lambda d, s, z, k: sd.sde(d, s, z, k, 4),
+        "sde": lambda d, s, z, k, c: sd.sde(d, s, z, 4, key=k, cond=c),
     }
     for name, sampler in samplers.items():
 
         def one(schedule, z, key, label):
-            ends = schedule.logsnr(jnp.array([0.0, 1.0]))
-            cond = sd.Conditioning(label, ends[0], ends[1])
-            guided = sd.guided(lambda z, lam, c: denoiser(z, lam, c), 2.0, unconditional=null)
-            return sampler(lambda z, lam, _: guided(z, lam, cond), schedule, z, key)
+            # Guidance around the trained denoiser defaults to its null class.
+            cond = sd.Conditioning.of(schedule, label)
+            return sampler(sd.guided(denoiser, 2.0), schedule, z, key, cond)
 
         out = eqx.filter_jit(jax.vmap(one))(schedules, z1, keys, labels)
         assert out.shape == (2, 3, 8, 8) and bool(jnp.all(jnp.isfinite(out))), name
+
+    # Without `cond`, a library denoiser samples unconditionally: the null class with
+    # the schedule's own end points.
+    schedule = sd.PiecewiseLinear(schedules.knots[0])
+    plain = sd.ddim(denoiser, schedule, z1[0], 4)
+    null = sd.Conditioning.of(schedule, denoiser.num_classes)
+    assert int(null.label) == denoiser.num_classes == mixture.num_classes
+    assert jnp.allclose(plain, sd.ddim(denoiser, schedule, z1[0], 4, cond=null))
+    conditional = sd.ddim(denoiser, schedule, z1[0], 4, cond=null._replace(label=jnp.asarray(3)))
+    assert not jnp.allclose(plain, conditional)
+    # Guidance's default unconditional branch is that null class too.
+    unconditional = sd.guided(denoiser, 2.0).unconditional(null._replace(label=jnp.asarray(3)))
+    assert all(bool(a == b) for a, b in zip(unconditional, null, strict=True))
 
 
 def test_cli(tmp_path):

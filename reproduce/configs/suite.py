@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from spectral_diffusion.train import DataConfig, TrainConfig
 
-from .train import PRESETS as TRAIN_PRESETS
+from spectral_diffusion.train import PRESETS as TRAIN_PRESETS
 
 
 @dataclass(frozen=True)

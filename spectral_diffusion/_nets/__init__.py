@@ -1,4 +1,4 @@
-from ._blocks import Conditioning as Conditioning
+from ._blocks import Conditioning as Conditioning, NullClass as NullClass
 from ._denoiser import (
     PARAMETERISATIONS as PARAMETERISATIONS,
     Denoiser as Denoiser,

@@ -6,16 +6,54 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
+
+from .._schedules import Schedule
 
 
 class Conditioning(NamedTuple):
     r"""What the denoiser is conditioned on: $c = (y, \lambda(0), \lambda(1))$, plus
-    $\lambda(t)$ passed separately. `label == num_classes` is the null class."""
+    $\lambda(t)$ passed separately. `label == num_classes` is the null class.
 
-    label: Int[Array, ""]
-    logsnr_0: Float[Array, ""]
-    logsnr_1: Float[Array, ""]
+    Build it with [`spectral_diffusion.Conditioning.of`][] (the one place that says a
+    schedule's conditioning is its end points); fields may carry batch axes.
+    """
+
+    label: Int[Array, "*batch"]
+    logsnr_0: Float[Array, "*batch"]
+    logsnr_1: Float[Array, "*batch"]
+
+    @classmethod
+    def of(cls, schedule: Schedule, label: ArrayLike) -> "Conditioning":
+        r"""The conditioning of examples with class `label` noised along `schedule`:
+        $(y, \lambda(0), \lambda(1))$.
+
+        **Arguments:**
+
+        - `schedule`: one [`spectral_diffusion.Schedule`][], or a batched
+            [`spectral_diffusion.PiecewiseLinear`][] (one per example).
+        - `label`: class labels, broadcast against the schedule's batch shape; pass
+            the null class `num_classes` for the unconditional branch.
+        """
+        ends = schedule.logsnr(0.0), schedule.logsnr(1.0)
+        label = jnp.asarray(label)
+        shape = jnp.broadcast_shapes(label.shape, ends[0].shape)
+        return cls(*(jnp.broadcast_to(v, shape) for v in (label, *ends)))
+
+    def null(self, num_classes: int) -> "Conditioning":
+        """The same schedule ends with the null class `num_classes` (classifier-free
+        guidance's unconditional branch, and label dropout in training)."""
+        return self._replace(label=jnp.full_like(self.label, num_classes))
+
+
+class NullClass(eqx.Module):
+    """Maps a [`spectral_diffusion.Conditioning`][] to its null-class version: the
+    default unconditional branch of [`spectral_diffusion.guided`][]."""
+
+    num_classes: int = eqx.field(static=True)
+
+    def __call__(self, cond: Conditioning) -> Conditioning:
+        return cond.null(self.num_classes)
 
 
 #: Frequencies of the sinusoidal logSNR embedding span periods of ~0.6 to ~600 nats:
@@ -44,6 +82,11 @@ class ConditionEmbedding(eqx.Module):
         self.sinusoid_dim = dim
         self.classes = eqx.nn.Embedding(num_classes + 1, dim, key=class_key)
         self.mlp = eqx.nn.MLP(4 * dim, dim, dim, depth=2, activation=jax.nn.silu, key=mlp_key)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes, not counting the null class."""
+        return self.classes.num_embeddings - 1
 
     def __call__(self, lam: Float[Array, ""], cond: Conditioning) -> Float[Array, " dim"]:
         parts = [self.classes(cond.label)] + [

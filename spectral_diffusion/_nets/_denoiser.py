@@ -6,7 +6,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .._samplers._common import alpha_sigma_of
+from .._schedules import alpha_sigma
 from ._blocks import Conditioning
 
 
@@ -64,11 +64,18 @@ class Denoiser(eqx.Module):
     net: eqx.Module
     parameterisation: Parameterisation = VPrediction()
 
+    @property
+    def num_classes(self) -> int | None:
+        """The network's classes (its null class is this number), or `None` for a
+        network without a class embedding."""
+        embedding = getattr(self.net, "embedding", None)
+        return getattr(embedding, "num_classes", None)
+
     def output(self, z, lam, cond: Conditioning, *, key: PRNGKeyArray | None = None):
         return self.net(z, lam, cond, key=key)
 
     def __call__(
         self, z: Float[Array, "C H W"], lam: Float[Array, ""], cond: Conditioning
     ) -> Float[Array, "C H W"]:
-        alpha, sigma = alpha_sigma_of(jnp.asarray(lam))
+        alpha, sigma = alpha_sigma(jnp.asarray(lam))
         return self.parameterisation.to_x(self.output(z, lam, cond), z, alpha, sigma)

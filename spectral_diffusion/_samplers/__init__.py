@@ -1,6 +1,6 @@
-from ._common import Denoiser as Denoiser, NoiseFilter as NoiseFilter
+from ._common import DenoiseFn as DenoiseFn, NoiseFilter as NoiseFilter, SampleStats as SampleStats
 from ._ddim import ddim as ddim
-from ._diffrax import ODESolution as ODESolution, ode as ode, sde as sde
+from ._diffrax import ode as ode, sde as sde
 from ._guidance import Guided as Guided, guided as guided
 from ._tdas import (
     TDAS as TDAS,

@@ -1,27 +1,41 @@
-"""What every sampler shares: the step grid, the denoiser contract and the checks."""
+"""What every sampler shares: the denoiser contract and the checks."""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
-import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from .._checks import check_finite, fail_if
+from .._nets import Conditioning
 from .._schedules import Schedule
 
 
 #: `denoise(z, lam, cond) -> x_hat`: the clean-image estimate from a noisy image `z`
-#: at logSNR `lam` (a scalar), for one example.
-Denoiser = Callable[[Float[Array, "C H W"], Float[Array, ""], Any], Float[Array, "C H W"]]
+#: at logSNR `lam` (a scalar), for one example. Every sampler takes one; a
+#: `spectral_diffusion.Denoiser` (network + parameterisation) is one, and so is
+#: `GaussianSpectral.denoise`.
+DenoiseFn = Callable[[Float[Array, "C H W"], Float[Array, ""], Any], Float[Array, "C H W"]]
 #: A linear map applied to the initial sample and to injected noise (see TDAS).
 NoiseFilter = Callable[[Float[Array, "C H W"]], Float[Array, "C H W"]]
 
 
-def check_num_steps(num_steps: int) -> None:
-    if not isinstance(num_steps, int | np.integer) or isinstance(num_steps, bool) or num_steps < 1:
-        raise ValueError(f"`num_steps` must be a positive integer, got {num_steps!r}.")
+class SampleStats(NamedTuple):
+    """What a sampler reports besides its sample (with `return_stats=True`)."""
+
+    #: Calls of `denoise` the solve made (fixed-step samplers: one per step, or per
+    #: solver stage; an adaptive ODE solve: steps x stages, less FSAL reuse).
+    num_function_evaluations: Int[Array, ""]
+
+
+def finish(
+    x: Float[Array, "..."], evaluations: ArrayLike, return_stats: bool
+) -> Float[Array, "..."] | tuple[Float[Array, "..."], SampleStats]:
+    """The checked sample, with its stats when asked for."""
+    x = check_result(x)
+    if not return_stats:
+        return x
+    return x, SampleStats(jnp.asarray(evaluations, jnp.int32))
 
 
 def check_per_example(schedule: Schedule) -> None:
@@ -36,22 +50,27 @@ def check_per_example(schedule: Schedule) -> None:
         )
 
 
-def time_grid(num_steps: int) -> np.ndarray:
-    """$t_i = 1 - i / N$, $i = 0..N$ (static): the denoiser runs at $t_0..t_{N-1}$."""
-    return (1.0 - np.arange(num_steps + 1) / num_steps).astype(np.float32)
-
-
-def logsnr_grid(schedule: Schedule, num_steps: int) -> Float[Array, " grid"]:
-    return schedule.logsnr(time_grid(num_steps))
-
-
-def alpha_sigma_of(lam: Float[Array, "..."]) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
-    return jnp.sqrt(jax.nn.sigmoid(lam)), jnp.sqrt(jax.nn.sigmoid(-lam))
+def conditioning_for(denoise: DenoiseFn, schedule: Schedule, cond: Any) -> Any:
+    """`cond`, or where it is `None` and `denoise` knows its classes (a library
+    `Denoiser`, or guidance around one), the unconditional conditioning of
+    `schedule`: the null class with the schedule's end points."""
+    num_classes = getattr(denoise, "num_classes", None)
+    if cond is None and num_classes is not None:
+        return Conditioning.of(schedule, num_classes)
+    return cond
 
 
 def check_start(z1: Float[Array, "..."], noise_filter: NoiseFilter | None) -> Float[Array, "..."]:
     z1 = check_finite(z1, "z1")
     return z1 if noise_filter is None else noise_filter(z1)
+
+
+def working_dtype(z: Float[Array, "..."]) -> jnp.dtype:
+    """The dtype of the grid, the schedule values and the solver times: that of the
+    sample, at least float32 (float64 under `JAX_ENABLE_X64` stays float64)."""
+    if jnp.issubdtype(z.dtype, jnp.floating) and jnp.finfo(z.dtype).bits >= 32:
+        return z.dtype
+    return jnp.dtype(jnp.float32)
 
 
 def check_result(x: Float[Array, "..."]) -> Float[Array, "..."]:

@@ -4,21 +4,21 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from .._schedules import Schedule
+from .._schedules import Schedule, alpha_sigma, check_num_steps
 from ._common import (
-    Denoiser,
+    DenoiseFn,
     NoiseFilter,
-    alpha_sigma_of,
-    check_num_steps,
+    SampleStats,
     check_per_example,
-    check_result,
     check_start,
-    logsnr_grid,
+    conditioning_for,
+    finish,
+    working_dtype,
 )
 
 
 def ddim(
-    denoise: Denoiser,
+    denoise: DenoiseFn,
     schedule: Schedule,
     z1: ArrayLike,
     num_steps: int,
@@ -27,7 +27,8 @@ def ddim(
     eta: float = 0.0,
     key: PRNGKeyArray | None = None,
     noise_filter: NoiseFilter | None = None,
-) -> Float[Array, "C H W"]:
+    return_stats: bool = False,
+) -> Float[Array, "C H W"] | tuple[Float[Array, "C H W"], SampleStats]:
     r"""DDIM sampling; `eta=1` is DDPM ancestral sampling.
 
     On the grid $t_i = 1 - i/N$ with $\lambda_i = \lambda(t_i)$, each step from $s = t_i$
@@ -48,15 +49,19 @@ def ddim(
         example, `jax.vmap` over a batched [`spectral_diffusion.PiecewiseLinear`][].
     - `z1`: the initial sample, usually $\mathcal N(0, I)$, shape `(C, H, W)`.
     - `num_steps`: $N$, the number of denoiser evaluations.
-    - `cond`: passed to `denoise` unchanged.
+    - `cond`: passed to `denoise` unchanged. `None` (the default) with a library
+        [`spectral_diffusion.Denoiser`][] means unconditional: the null class with
+        the schedule's end points ([`spectral_diffusion.Conditioning.of`][]).
     - `eta`: 0 for DDIM, 1 for DDPM; any value in [0, 1].
     - `key`: required when `eta > 0`.
     - `noise_filter`: a linear map applied to `z1` and to every $\xi$ (e.g.
         [`spectral_diffusion.TDAS`][]).
+    - `return_stats`: also return a [`spectral_diffusion.SampleStats`][] (every
+        sampler takes this flag and reports the same way).
 
     **Returns:**
 
-    The sample, shape of `z1`.
+    The sample, shape and dtype of `z1`; with `return_stats`, `(sample, stats)`.
 
     **Raises:**
 
@@ -81,13 +86,14 @@ def ddim(
     stochastic = eta > 0
     if stochastic and key is None:
         raise ValueError("`key` is required when `eta > 0` (the sampler injects noise).")
+    cond = conditioning_for(denoise, schedule, cond)
     z = check_start(z1, noise_filter)
-    lam = logsnr_grid(schedule, num_steps)
+    lam = schedule.logsnr_grid(num_steps, working_dtype(z))
 
     def step(i, z):
         lam_s, lam_t = lam[i], lam[i + 1]
-        alpha_s, sigma_s = alpha_sigma_of(lam_s)
-        alpha_t, sigma_t = alpha_sigma_of(lam_t)
+        alpha_s, sigma_s = alpha_sigma(lam_s)
+        alpha_t, sigma_t = alpha_sigma(lam_t)
         x_hat = denoise(z, lam_s, cond)
         eps_hat = (z - alpha_s * x_hat) / sigma_s
         if not stochastic:
@@ -100,5 +106,5 @@ def ddim(
         return alpha_t * x_hat + jnp.sqrt(sigma_t**2 - c2) * eps_hat + jnp.sqrt(c2) * xi
 
     z = jax.lax.fori_loop(0, num_steps, step, z)
-    alpha_0, _ = alpha_sigma_of(lam[-1])
-    return check_result(z / alpha_0)
+    alpha_0, _ = alpha_sigma(lam[-1])
+    return finish(z / alpha_0, num_steps, return_stats)

@@ -1,23 +1,21 @@
 """Probability-flow ODE and reverse-time SDE samplers, solved with diffrax."""
 
-from typing import NamedTuple
-
 import diffrax
 import jax
 import jax.numpy as jnp
 import lineax
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from .._schedules import Schedule
+from .._schedules import Schedule, alpha_sigma, check_num_steps
 from ._common import (
-    Denoiser,
+    DenoiseFn,
     NoiseFilter,
-    alpha_sigma_of,
-    check_num_steps,
+    SampleStats,
     check_per_example,
-    check_result,
     check_start,
-    logsnr_grid,
+    conditioning_for,
+    finish,
+    working_dtype,
 )
 
 
@@ -27,14 +25,6 @@ ADAPTIVE_ATOL = 1e-3
 #: Resolution of the SDE's Brownian path, relative to the smallest step of the
 #: grid: increments between grid points are then exact to well below float32 noise.
 BROWNIAN_RELATIVE_TOLERANCE = 1e-3
-
-
-class ODESolution(NamedTuple):
-    """The result of [`spectral_diffusion.ode`][]."""
-
-    sample: Float[Array, "C H W"]
-    #: Denoiser evaluations the solve used (steps x stages, less FSAL reuse).
-    num_function_evaluations: Int[Array, ""]
 
 
 def _evaluations(solver: diffrax.AbstractSolver, num_steps: Int[Array, ""]) -> Int[Array, ""]:
@@ -47,7 +37,7 @@ def _evaluations(solver: diffrax.AbstractSolver, num_steps: Int[Array, ""]) -> I
 
 
 def ode(
-    denoise: Denoiser,
+    denoise: DenoiseFn,
     schedule: Schedule,
     z1: ArrayLike,
     num_steps: int | None = None,
@@ -58,7 +48,8 @@ def ode(
     atol: float | None = None,
     noise_filter: NoiseFilter | None = None,
     max_steps: int = 4096,
-) -> ODESolution:
+    return_stats: bool = False,
+) -> Float[Array, "C H W"] | tuple[Float[Array, "C H W"], SampleStats]:
     r"""Sample by solving the probability-flow ODE with diffrax.
 
     In $s = \sigma/\alpha = e^{-\lambda/2}$ and $y = z/\alpha$ the flow is
@@ -78,35 +69,37 @@ def ode(
     - `rtol`, `atol`: tolerances of the adaptive solve (default
         `ADAPTIVE_RTOL`, `ADAPTIVE_ATOL`); only with `num_steps=None`.
     - `max_steps`: bound on adaptive steps.
+    - `return_stats`: also return a [`spectral_diffusion.SampleStats`][] with the
+        number of denoiser evaluations the solve used.
 
     **Returns:**
 
-    An [`spectral_diffusion.ODESolution`][]: the sample and the number of denoiser
-    evaluations used.
+    The sample, shape and dtype of `z1`; with `return_stats`, `(sample, stats)`.
     """
     if num_steps is not None:
         check_num_steps(num_steps)
         if rtol is not None or atol is not None:
             raise ValueError("`rtol`/`atol` apply to adaptive solves only (num_steps=None).")
     check_per_example(schedule)
+    cond = conditioning_for(denoise, schedule, cond)
     z = check_start(z1, noise_filter)
 
     def vector_field(s, y, args):
         lam = -2.0 * jnp.log(s)
-        alpha, _ = alpha_sigma_of(lam)
+        alpha, _ = alpha_sigma(lam)
         return (y - denoise(alpha * y, lam, cond)) / s
 
     if num_steps is None:
-        ends = schedule.logsnr(jnp.array([1.0, 0.0]))
+        ends = schedule.logsnr(jnp.array([1.0, 0.0], working_dtype(z)))
         controller = diffrax.PIDController(
             rtol=ADAPTIVE_RTOL if rtol is None else rtol,
             atol=ADAPTIVE_ATOL if atol is None else atol,
         )
     else:
-        ends = logsnr_grid(schedule, num_steps)
+        ends = schedule.logsnr_grid(num_steps, working_dtype(z))
         controller = diffrax.StepTo(ts=jnp.exp(-0.5 * ends))
     s = jnp.exp(-0.5 * ends)
-    alpha_1, _ = alpha_sigma_of(ends[0])
+    alpha_1, _ = alpha_sigma(ends[0])
     solution = diffrax.diffeqsolve(
         diffrax.ODETerm(vector_field),
         solver,
@@ -117,21 +110,22 @@ def ode(
         stepsize_controller=controller,
         max_steps=max_steps,
     )
-    sample = check_result(solution.ys[-1])
-    return ODESolution(sample, _evaluations(solver, solution.stats["num_steps"]))
+    evaluations = _evaluations(solver, solution.stats["num_steps"])
+    return finish(solution.ys[-1], evaluations, return_stats)
 
 
 def sde(
-    denoise: Denoiser,
+    denoise: DenoiseFn,
     schedule: Schedule,
     z1: ArrayLike,
-    key: PRNGKeyArray,
     num_steps: int,
     *,
+    key: PRNGKeyArray,
     cond=None,
     solver: diffrax.AbstractSolver = diffrax.Euler(),
     noise_filter: NoiseFilter | None = None,
-) -> Float[Array, "C H W"]:
+    return_stats: bool = False,
+) -> Float[Array, "C H W"] | tuple[Float[Array, "C H W"], SampleStats]:
     r"""Sample by solving the reverse-time SDE with diffrax.
 
     In the variance-exploding form $y = z/\alpha = x + s\,\epsilon$ with
@@ -162,19 +156,20 @@ def sde(
 
     **Returns:**
 
-    The sample, shape of `z1`.
+    The sample, shape and dtype of `z1`; with `return_stats`, `(sample, stats)`.
     """
     check_num_steps(num_steps)
     check_per_example(schedule)
+    cond = conditioning_for(denoise, schedule, cond)
     z = check_start(z1, noise_filter)
-    lam = logsnr_grid(schedule, num_steps)
+    lam = schedule.logsnr_grid(num_steps, working_dtype(z))
     u = -jnp.exp(-0.5 * lam)
     structure = jax.ShapeDtypeStruct(z.shape, z.dtype)
     apply_filter = (lambda w: w) if noise_filter is None else noise_filter
 
     def drift(u, y, args):
         s = -u
-        alpha, _ = alpha_sigma_of(-2.0 * jnp.log(s))
+        alpha, _ = alpha_sigma(-2.0 * jnp.log(s))
         return -2.0 * (y - denoise(alpha * y, -2.0 * jnp.log(s), cond)) / s
 
     def diffusion(u, y, args):
@@ -200,7 +195,7 @@ def sde(
         levy_area=levy_area,
     )
     terms = diffrax.MultiTerm(diffrax.ODETerm(drift), diffrax.ControlTerm(diffusion, brownian))
-    alpha_1, _ = alpha_sigma_of(lam[0])
+    alpha_1, _ = alpha_sigma(lam[0])
     solution = diffrax.diffeqsolve(
         terms,
         solver,
@@ -210,4 +205,4 @@ def sde(
         y0=z / alpha_1,
         stepsize_controller=diffrax.StepTo(ts=u),
     )
-    return check_result(solution.ys[-1])
+    return finish(solution.ys[-1], _evaluations(solver, solution.stats["num_steps"]), return_stats)

@@ -7,17 +7,24 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from ._common import Denoiser
+from .._nets import NullClass
+from ._common import DenoiseFn
 
 
 def _unconditional(cond: Any) -> None:
     return None
 
 
+def default_unconditional(denoise: DenoiseFn) -> Callable[[Any], Any]:
+    """The null class for a denoiser that knows its classes, else `cond=None`."""
+    num_classes = getattr(denoise, "num_classes", None)
+    return _unconditional if num_classes is None else NullClass(num_classes)
+
+
 class Guided(eqx.Module):
     r"""A classifier-free-guided denoiser (see [`spectral_diffusion.guided`][])."""
 
-    denoise: Denoiser
+    denoise: DenoiseFn
     scale: float
     interval: tuple[float, float] | None
     unconditional: Callable[[Any], Any]
@@ -33,13 +40,18 @@ class Guided(eqx.Module):
         lo, hi = self.interval
         return jnp.where((lam >= lo) & (lam <= hi), guided, conditional)
 
+    @property
+    def num_classes(self) -> int | None:
+        """The wrapped denoiser's classes (see `spectral_diffusion.Denoiser.num_classes`)."""
+        return getattr(self.denoise, "num_classes", None)
+
 
 def guided(
-    denoise: Denoiser,
+    denoise: DenoiseFn,
     scale: float,
     interval: tuple[float, float] | None = None,
     *,
-    unconditional: Callable[[Any], Any] = _unconditional,
+    unconditional: Callable[[Any], Any] | None = None,
 ) -> Guided:
     r"""Classifier-free guidance, optionally limited to a logSNR interval.
 
@@ -55,8 +67,10 @@ def guided(
     - `denoise`: the conditional denoiser `denoise(z, lam, cond)`.
     - `scale`: $w$; `1` gives the conditional denoiser, `0` the unconditional one.
     - `interval`: `(lam_lo, lam_hi)`, or `None` to guide at every noise level.
-    - `unconditional`: maps a conditioning to its unconditional version (e.g. the
-        null class); by default the unconditional branch gets `cond=None`.
+    - `unconditional`: maps a conditioning to its unconditional version. By default
+        the null class ([`spectral_diffusion.NullClass`][]) for a denoiser that knows
+        its classes (a [`spectral_diffusion.Denoiser`][] around the library's
+        networks), and `cond=None` for any other callable.
 
     **Returns:**
 
@@ -72,4 +86,6 @@ def guided(
             raise ValueError(
                 f"`interval` must be (lam_lo, lam_hi) with lam_lo <= lam_hi, got {interval}."
             )
+    if unconditional is None:
+        unconditional = default_unconditional(denoise)
     return Guided(denoise, scale, interval, unconditional)

@@ -1,4 +1,9 @@
-from ._base import Schedule as Schedule
+from ._base import (
+    Schedule as Schedule,
+    alpha_sigma as alpha_sigma,
+    check_num_steps as check_num_steps,
+    time_grid as time_grid,
+)
 from ._cosine import (
     Cosine as Cosine,
     InterpolatedCosine as InterpolatedCosine,

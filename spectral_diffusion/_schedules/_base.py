@@ -6,9 +6,43 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from .._custom_types import LogSNR, Time
+
+
+def alpha_sigma(lam: LogSNR) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
+    r"""$(\alpha, \sigma)$ at logSNR $\lambda$: $\alpha^2 = \operatorname{sigmoid}(\lambda)$,
+    $\sigma^2 = \operatorname{sigmoid}(-\lambda)$, so $\alpha^2 + \sigma^2 = 1$.
+
+    Computed through the sigmoid of $\pm\lambda$ rather than $1 - \alpha^2$, so
+    $\sigma$ keeps full relative precision at high logSNR. The one home of this
+    formula: schedules, losses, networks, samplers and the Gaussian oracle all call it.
+    Elementwise; keeps the dtype of `lam`.
+    """
+    lam = jnp.asarray(lam)
+    return jnp.sqrt(jax.nn.sigmoid(lam)), jnp.sqrt(jax.nn.sigmoid(-lam))
+
+
+def check_num_steps(num_steps: int) -> None:
+    if not isinstance(num_steps, int | np.integer) or isinstance(num_steps, bool) or num_steps < 1:
+        raise ValueError(f"`num_steps` must be a positive integer, got {num_steps!r}.")
+
+
+def time_grid(num_steps: int, dtype=np.float32) -> np.ndarray:
+    r"""The sampling grid $t_i = 1 - i / N$, $i = 0..N$, as a static numpy array.
+
+    Every sampler steps along it (the denoiser runs at $t_0..t_{N-1}$), and
+    [`spectral_diffusion.PiecewiseLinear.on_grid`][] samples a schedule on it.
+
+    **Arguments:**
+
+    - `num_steps`: $N \geq 1$.
+    - `dtype`: of the result; samplers pass the dtype of their initial sample.
+    """
+    check_num_steps(num_steps)
+    return (1.0 - np.arange(num_steps + 1) / num_steps).astype(dtype)
 
 
 class Schedule(eqx.Module):
@@ -40,11 +74,22 @@ class Schedule(eqx.Module):
         r"""$(\alpha_t, \sigma_t)$ with $\alpha^2 = \operatorname{sigmoid}(\lambda)$ and
         $\sigma^2 = \operatorname{sigmoid}(-\lambda)$, so $\alpha^2 + \sigma^2 = 1$.
 
-        Computed through the sigmoid of $\pm\lambda$ rather than $1 - \alpha^2$, so
-        $\sigma$ keeps full relative precision at high logSNR.
+        See [`spectral_diffusion.alpha_sigma`][], which this applies to $\lambda(t)$.
         """
-        lam = self.logsnr(t)
-        return jnp.sqrt(jax.nn.sigmoid(lam)), jnp.sqrt(jax.nn.sigmoid(-lam))
+        return alpha_sigma(self.logsnr(t))
+
+    def logsnr_grid(self, num_steps: int, dtype=np.float32) -> Float[Array, "... grid"]:
+        r"""$\lambda(t_i)$ on the sampling grid $t_i = 1 - i/N$ (see
+        [`spectral_diffusion.time_grid`][]), from noise to data; the grid is the last
+        axis, after the batch axes of a batched schedule."""
+        t = time_grid(num_steps, dtype)
+        batch = self.batch_shape
+        return jnp.moveaxis(self.logsnr(t.reshape(-1, *(1,) * len(batch))), 0, -1)
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """The batch axes: `()` for one schedule, `(B,)` for one per example."""
+        return ()
 
 
 #: Bisection halvings for a numerical inverse: 2^-40 of [0, 1] is far below the

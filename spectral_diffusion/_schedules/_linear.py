@@ -70,6 +70,28 @@ class PiecewiseLinear(Schedule):
         bad = ~jnp.all(jnp.isfinite(knots)) | jnp.any(jnp.diff(knots, axis=-1) >= 0)
         self.knots = fail_if(knots, bad, "`knots` must be finite and strictly decreasing.")
 
+    @classmethod
+    def on_grid(cls, schedule: Schedule, num_steps: int) -> "PiecewiseLinear":
+        r"""`schedule` sampled at the sampling grid's $N + 1$ times, as knots.
+
+        The result's knots sit at $t_j = j/N$, so on that grid it equals `schedule`
+        exactly and an $N$-step sampler takes the same steps along either; every
+        schedule then shares one compiled sampler per $(N, \text{shape})$. Batch
+        axes of a batched schedule are kept.
+
+        **Arguments:**
+
+        - `schedule`: any [`spectral_diffusion.Schedule`][].
+        - `num_steps`: $N \geq 1$.
+        """
+        if not isinstance(schedule, Schedule):
+            raise ValueError(f"`schedule` must be a spectral_diffusion.Schedule, got {schedule!r}.")
+        return cls(jnp.flip(schedule.logsnr_grid(num_steps), axis=-1))
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return self.knots.shape[:-1]
+
     @property
     def num_segments(self) -> int:
         """$K$, the number of linear pieces."""

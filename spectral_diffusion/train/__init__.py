@@ -8,6 +8,7 @@ from ._config import (
     ScheduleConfig as ScheduleConfig,
     TrainConfig as TrainConfig,
 )
+from ._presets import PRESETS as PRESETS
 from ._trainer import (
     MIXTURE_FILE as MIXTURE_FILE,
     TrainState as TrainState,

@@ -1,16 +1,17 @@
 """python -m spectral_diffusion.train --config NAME --workdir DIR [--steps N]
 
-NAME is a preset of reproduce/configs/train.py (run from the repository root) or a
-path to a Python file defining `config = TrainConfig(...)`. Training resumes from
-the latest checkpoint in DIR; Ctrl-C or SIGTERM saves a checkpoint and stops.
+NAME is a preset of `spectral_diffusion.train.PRESETS` (cpu, imagenet128,
+imagenet256, imagenet512) or a path to a Python file defining
+`config = TrainConfig(...)`. Training resumes from the latest checkpoint in DIR;
+Ctrl-C or SIGTERM saves a checkpoint and stops.
 """
 
 import argparse
-import importlib
 import importlib.util
 from pathlib import Path
 
 from ._config import TrainConfig
+from ._presets import PRESETS
 from ._trainer import train
 
 
@@ -23,18 +24,11 @@ def load_config(name: str) -> TrainConfig:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module.config
-    try:
-        presets = importlib.import_module("reproduce.configs.train").PRESETS
-    except ModuleNotFoundError as error:
+    if name not in PRESETS:
         raise ValueError(
-            f"Preset {name!r} needs reproduce/configs/train.py: run from the repository "
-            "root, or pass a path to a config .py file."
-        ) from error
-    if name not in presets:
-        raise ValueError(
-            f"`--config` must be one of {sorted(presets)} or a .py file, got {name!r}."
+            f"`--config` must be one of {sorted(PRESETS)} or a .py file, got {name!r}."
         )
-    return presets[name]
+    return PRESETS[name]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from .. import data as data_lib
 from .._checks import check_choice
-from .._conditioning import ScheduleMixture
 from .._io import atomic_write_text
 from .._losses import EpsLoss, Loss, SigmoidWeighting, VLoss, WeightedEpsLoss, batch_loss
+from .._mixture import ScheduleMixture
 from .._nets import PARAMETERISATIONS, Denoiser, UNet, UViT
 from .._proposals import Proposal, ScheduleProposal, TruncatedProposal
 from .._schedules import Cosine, InterpolatedCosine, PiecewiseLinear, Schedule

@@ -7,9 +7,13 @@ where its recipe is public: U-ViT, v-prediction, sigmoid loss weighting with a
 resolution-dependent bias, interpolated cosine baseline schedule (32 -> resolution),
 AdamW with warm-up and cosine decay, EMA, large batches. Sizes the paper does not
 state are our choices and are marked.
+
+They live in the library (not in `reproduce/`) so that
+`python -m spectral_diffusion.train --config cpu` works from an installed wheel, run
+from any directory; the Reproduce suite builds its experiments from the same objects.
 """
 
-from spectral_diffusion.train import (
+from ._config import (
     DataConfig,
     LossConfig,
     ModelConfig,
@@ -54,7 +58,8 @@ def _imagenet(resolution: int, bias: float, stages: tuple[int, ...]) -> TrainCon
     )
 
 
-PRESETS = {
+#: Training presets by name: `cpu`, `imagenet128`, `imagenet256`, `imagenet512`.
+PRESETS: dict[str, TrainConfig] = {
     # Measured on the 2-core CI machine (batch 32 at 32 px, one train step): this
     # 1.3M-parameter U-ViT 113 img/s; 2-stage (32, 64) U-ViT 38; a 1.4M U-Net with
     # base 32, mults (1, 2, 2) 65. Convolutions at full resolution dominate on CPU, so

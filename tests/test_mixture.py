@@ -6,19 +6,19 @@ from helpers import assert_strictly_decreasing, tree_allclose
 from hypothesis import given, strategies as st
 
 import spectral_diffusion as sd
-from spectral_diffusion._conditioning import MIN_GAP
+from spectral_diffusion._mixture import MIN_GAP
 
 
 @given(seed=st.integers(0, 99), knots=st.sampled_from([2, 9, 64]))
 def test_unconstrained_roundtrip_and_validity(seed, knots):
     rng = np.random.default_rng(seed)
     schedule = 10 - np.cumsum(rng.uniform(0.01, 2, (5, knots)), -1).astype(np.float32)
-    u = sd.to_unconstrained(schedule)
-    np.testing.assert_allclose(sd.from_unconstrained(u), schedule, rtol=1e-5, atol=1e-4)
+    u = sd.knots_to_unconstrained(schedule)
+    np.testing.assert_allclose(sd.knots_from_unconstrained(u), schedule, rtol=1e-5, atol=1e-4)
     # Any u is a valid schedule (in float32: gaps must stay above the rounding of
     # the knots' magnitude, which logSNR-sized gaps always do).
     assert_strictly_decreasing(
-        sd.from_unconstrained(rng.normal(-1, 1, (5, knots)).astype(np.float32))
+        sd.knots_from_unconstrained(rng.normal(-1, 1, (5, knots)).astype(np.float32))
     )
 
 
@@ -31,7 +31,7 @@ def test_em_recovers_a_known_mixture():
         comp = rng.choice(2, 4000, p=weights[c])
         u.append(means[c][comp] + rng.normal(0, 0.5, (4000, 2)))
         labels.append(np.full(4000, c))
-    knots = np.asarray(sd.from_unconstrained(np.concatenate(u)))
+    knots = np.asarray(sd.knots_from_unconstrained(np.concatenate(u)))
     mixture = sd.ScheduleMixture.fit(
         knots, np.concatenate(labels), num_components=2, key=jax.random.key(0)
     )
@@ -60,7 +60,7 @@ def test_sampled_schedules_match_the_data(patch_knots, covariance, tmp_path):
     mixture = sd.ScheduleMixture.fit(
         knots, labels, num_components=2, covariance=covariance, key=jax.random.key(0)
     )
-    sampled = mixture.sample(jax.random.key(1), jnp.asarray(np.repeat(labels, 4)))
+    sampled = mixture.sample(jnp.asarray(np.repeat(labels, 4)), key=jax.random.key(1))
     assert_strictly_decreasing(sampled.knots)
     for column in (0, -1):  # lam(0) and lam(1) marginals
         data, drawn = knots[:, column], np.asarray(sampled.knots[:, column])
@@ -68,8 +68,8 @@ def test_sampled_schedules_match_the_data(patch_knots, covariance, tmp_path):
         assert 0.7 < drawn.std() / data.std() < 1.4
     loaded = sd.ScheduleMixture.load(mixture.save(tmp_path / "mixture.npz"))
     assert tree_allclose(
-        loaded.sample(jax.random.key(2), jnp.arange(3)),
-        mixture.sample(jax.random.key(2), jnp.arange(3)),
+        loaded.sample(jnp.arange(3), key=jax.random.key(2)),
+        mixture.sample(jnp.arange(3), key=jax.random.key(2)),
     )
 
 
@@ -103,7 +103,7 @@ def test_sampled_gaps_stay_resolvable_in_float32():
         lower=jnp.full((1, dim), -1e9),
         upper=jnp.full((1, dim), 1e9),
     )
-    schedules = mixture.sample(jax.random.key(0), jnp.zeros(64, jnp.int32))
+    schedules = mixture.sample(jnp.zeros(64, jnp.int32), key=jax.random.key(0))
     gaps = -jnp.diff(schedules.knots, axis=-1)
     assert schedules.knots.shape == (64, dim)
     assert bool(jnp.all(gaps > 0)) and float(jnp.min(gaps)) >= 0.5 * MIN_GAP
@@ -118,8 +118,8 @@ def test_samples_stay_in_the_training_range_of_heavy_tailed_gaps():
     gaps[:, 2] = np.where(np.arange(n) < n // 2, np.exp(-9.0), np.exp(2.0))
     knots = -10.0 + np.concatenate([np.cumsum(gaps[:, ::-1], 1)[:, ::-1], np.zeros((n, 1))], 1)
     mixture = sd.ScheduleMixture.fit(knots, num_components=1, key=jax.random.key(0))
-    sampled = mixture.sample(jax.random.key(1), jnp.zeros(4096, jnp.int32)).knots
-    u = np.asarray(sd.conditioning.to_unconstrained(sampled))
+    sampled = mixture.sample(jnp.zeros(4096, jnp.int32), key=jax.random.key(1)).knots
+    u = np.asarray(sd.knots_to_unconstrained(sampled))
     assert np.all(u >= np.asarray(mixture.lower[0]) - 0.05)  # float32 knots
     assert np.all(u <= np.asarray(mixture.upper[0]) + 0.05)
     upper = np.asarray(mixture.upper[0], np.float64)

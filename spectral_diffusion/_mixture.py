@@ -21,7 +21,7 @@ from ._schedules import PiecewiseLinear
 MIN_GAP = 1e-4
 
 
-def to_unconstrained(knots: Float[ArrayLike, "*batch knots"]) -> Float[Array, "*batch knots"]:
+def knots_to_unconstrained(knots: Float[ArrayLike, "*batch knots"]) -> Float[Array, "*batch knots"]:
     r"""Knots $\lambda_0 > \dots > \lambda_K$ to unconstrained coordinates:
     $u_0 = \lambda_K$, $u_j = \log(\lambda_{j-1} - \lambda_j)$. One-to-one; every $u$ is
     a valid (strictly decreasing) schedule."""
@@ -30,8 +30,8 @@ def to_unconstrained(knots: Float[ArrayLike, "*batch knots"]) -> Float[Array, "*
     return jnp.concatenate([knots[..., -1:], jnp.log(gaps)], axis=-1)
 
 
-def from_unconstrained(u: Float[ArrayLike, "*batch knots"]) -> Float[Array, "*batch knots"]:
-    r"""The inverse of [`spectral_diffusion.to_unconstrained`][]:
+def knots_from_unconstrained(u: Float[ArrayLike, "*batch knots"]) -> Float[Array, "*batch knots"]:
+    r"""The inverse of [`spectral_diffusion.knots_to_unconstrained`][]:
     $\lambda_j = u_0 + \sum_{i > j} e^{u_i}$."""
     u = jnp.asarray(u)
     gaps = jnp.exp(u[..., 1:])
@@ -161,7 +161,7 @@ class ScheduleMixture(eqx.Module):
             )
         if covariance not in ("full", "diag"):
             raise ValueError(f"`covariance` must be 'full' or 'diag', got {covariance!r}.")
-        u = to_unconstrained(knots)
+        u = knots_to_unconstrained(knots)
         masks = jnp.asarray(labels[None, :] == np.arange(num_classes)[:, None], jnp.float32)
         fit = jax.jit(
             jax.vmap(_em, in_axes=(None, 0, 0, None, None, None, None)), static_argnums=(3, 4, 6)
@@ -179,7 +179,7 @@ class ScheduleMixture(eqx.Module):
         return self.means.shape[0]
 
     def sample_unconstrained(
-        self, key: PRNGKeyArray, labels: Int[ArrayLike, " B"]
+        self, labels: Int[ArrayLike, " B"], *, key: PRNGKeyArray
     ) -> Float[Array, "B dim"]:
         labels = jnp.asarray(labels)
         component_key, normal_key = jax.random.split(key)
@@ -189,7 +189,7 @@ class ScheduleMixture(eqx.Module):
         normal = jax.random.normal(normal_key, mean.shape)
         return mean + jnp.einsum("bij,bj->bi", chol, normal)
 
-    def sample(self, key: PRNGKeyArray, labels: Int[ArrayLike, " B"]) -> PiecewiseLinear:
+    def sample(self, labels: Int[ArrayLike, " B"], *, key: PRNGKeyArray) -> PiecewiseLinear:
         r"""One schedule per label, drawn from that class's mixture: a batched
         [`spectral_diffusion.PiecewiseLinear`][] with knots `(B, K + 1)`.
 
@@ -200,11 +200,11 @@ class ScheduleMixture(eqx.Module):
         λ_max in the thousands. Gaps are also floored at `MIN_GAP` nats, so float32
         knots stay strictly decreasing.
         """
-        u = self.sample_unconstrained(key, labels)
+        u = self.sample_unconstrained(labels, key=key)
         labels = jnp.asarray(labels)
         u = jnp.clip(u, self.lower[labels], self.upper[labels])
         u = u.at[:, 1:].set(jnp.maximum(u[:, 1:], math.log(MIN_GAP)))
-        return PiecewiseLinear(from_unconstrained(u))
+        return PiecewiseLinear(knots_from_unconstrained(u))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write to `.npz` atomically (temporary file, then rename)."""
