@@ -194,11 +194,11 @@ def batch_loss(
     levels = noise_levels(proposal, schedule, batch, key=t_key)
     eps = jax.random.normal(eps_key, x.shape, x.dtype)
     dropped = jax.random.bernoulli(drop_key, label_dropout, (batch,))
-    cond = Conditioning.of(schedule, jnp.where(dropped, num_classes, labels))
-    per_example = jax.vmap(
-        lambda schedule, x, eps, level, cond, key: loss(
-            denoiser, schedule, x, eps, level, cond, key=key
-        ),
-        in_axes=(schedule_axis(schedule), 0, 0, 0, 0, 0),
-    )
-    return jnp.mean(per_example(schedule, x, eps, levels, cond, jax.random.split(net_key, batch)))
+    labels = jnp.where(dropped, num_classes, labels)
+
+    def one(schedule, x, eps, level, label, key):
+        cond = Conditioning.of(schedule, label)
+        return loss(denoiser, schedule, x, eps, level, cond, key=key)
+
+    per_example = jax.vmap(one, in_axes=(schedule_axis(schedule), 0, 0, 0, 0, 0))
+    return jnp.mean(per_example(schedule, x, eps, levels, labels, jax.random.split(net_key, batch)))
