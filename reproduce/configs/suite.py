@@ -9,9 +9,7 @@ the model, training steps and evaluation sample count sized for two CPU cores.
 import dataclasses
 from dataclasses import dataclass
 
-from spectral_diffusion.train import DataConfig, TrainConfig
-
-from spectral_diffusion.train import PRESETS as TRAIN_PRESETS
+from spectral_diffusion.train import PRESETS as TRAIN_PRESETS, DataConfig, TrainConfig
 
 
 @dataclass(frozen=True)
