@@ -1,3 +1,4 @@
+import gc
 import os
 
 
@@ -28,3 +29,17 @@ def getkey():
         return key
 
     return next_key
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_code():
+    """Free each test module's compiled executables when it ends.
+
+    Every XLA CPU executable maps its code into the process; the whole suite in one
+    process compiles enough of them to pass Linux's `vm.max_map_count` (65530), after
+    which the next compile aborts or segfaults inside LLVM. Clearing JAX's caches
+    between modules keeps the count to one module's worth.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
