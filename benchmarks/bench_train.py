@@ -24,10 +24,10 @@ from _timing import median_seconds
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import spectral_diffusion as sd  # noqa: E402
-from spectral_diffusion.train import PRESETS  # noqa: E402
-from spectral_diffusion.train._trainer import (  # noqa: E402
-    build_schedules,
-    build_source,
+from spectral_diffusion.train import (  # noqa: E402
+    PRESETS,
+    Recipe,
+    data_source,
     init_state,
     make_train_step,
 )
@@ -41,17 +41,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     config = PRESETS["cpu"]
-    source = build_source(config)
+    source = data_source(config)
     state = init_state(config, source.num_classes)
-    schedules = build_schedules(config, source)
-    step = make_train_step(config, source.num_classes, schedules.schedule)
+    step = make_train_step(Recipe(config, source), source.num_classes)
     batch = config.data.batch_size
     images = jnp.asarray(source.images[:batch])
     labels = jnp.asarray(source.labels[:batch])
-    knots = schedules.knots(images)
     key = jax.random.key(0)
     t_step = median_seconds(
-        lambda: step(state, images, labels, knots, key)[1]["loss"], repeats=args.repeats
+        lambda: step(state, images, labels, key)[1]["loss"], repeats=args.repeats
     )
 
     denoiser = state.ema

@@ -27,17 +27,10 @@ from pathlib import Path
 
 from spectral_diffusion import EPS_HI, EPS_LO
 
-from ._experiment import (
-    Runner,
-    Variant,
-    baseline_of,
-    mean_pm,
-    seeded,
-    suite_main,
-    summarise,
-    with_config,
-)
+from ._cli import mean_pm, seeded, suite_main, summarise
 from ._io import pyplot, save_figure
+from ._runs import Runner, Variant, baseline_of
+from .configs.suite import with_config
 from .table1 import METRICS
 
 

@@ -26,10 +26,11 @@ import numpy as np
 
 import spectral_diffusion as sd
 from spectral_diffusion import data as data_lib
-from spectral_diffusion.train._trainer import build_loss, build_proposal, build_schedules
+from spectral_diffusion.train import Recipe
 
-from ._experiment import Runner, seeded, suite_main
+from ._cli import seeded, suite_main
 from ._io import pyplot, save_figure
+from ._runs import Runner
 from .table1 import LABELS, TRAINED, arm_variants
 
 
@@ -46,22 +47,22 @@ def kept_steps(config) -> list[int]:
 def noise_statistics(runner: Runner, config) -> dict:
     """How one training config spends its noise levels over its first batches."""
     source = runner.reference(config).train_source
-    schedules = build_schedules(config, source)
-    proposal, loss = build_proposal(config), build_loss(config)
+    recipe = Recipe(config, source)
     batches = data_lib.training_batches(
-        source, config.data.batch_size, seed=config.seed, flip=False, knots=schedules.knots
+        source, config.data.batch_size, seed=config.seed, flip=False
     )
     count = runner.suite.statistics_batches
 
     @jax.jit
-    def levels(knots, key):
-        return sd.noise_levels(proposal, schedules.schedule(knots), config.data.batch_size, key=key)
+    def levels(images, key):
+        schedule = recipe.schedule_for(images)
+        return sd.noise_levels(recipe.proposal, schedule, config.data.batch_size, key=key)
 
     lam, sizes = [], []
     for step in range(count):
-        knots = batches[step].get("knots")
-        drawn = levels(knots, jax.random.fold_in(jax.random.key(config.seed), step))
-        weights = np.asarray(loss.weight(drawn) * jax.nn.sigmoid(drawn.logsnr))
+        images = batches[step]["image"]
+        drawn = levels(images, jax.random.fold_in(jax.random.key(config.seed), step))
+        weights = np.asarray(recipe.loss.weight(drawn) * jax.nn.sigmoid(drawn.logsnr))
         lam.append(np.asarray(drawn.logsnr))
         sizes.append(float(sd.effective_batch_size(weights)))
     lam = np.concatenate(lam)

@@ -22,8 +22,10 @@ import numpy as np
 
 import spectral_diffusion as sd
 
-from ._experiment import Runner, Variant, arrays, baseline_of, suite_main
+from ._cli import suite_main
 from ._io import pyplot, save_figure
+from ._reference import arrays
+from ._runs import Runner, Variant, baseline_of
 
 
 def plot_rapsd(power: np.ndarray, labels: np.ndarray, path: Path) -> None:
@@ -124,13 +126,13 @@ def body(runner: Runner, args) -> tuple[list[dict], str, dict]:
             power, eps_hi=config.schedule.eps_hi, eps_lo=config.schedule.eps_lo
         )
     )
-    baseline = runner.trained(baseline_of(config)).schedules.schedule(None)
+    baseline = runner.trained(baseline_of(config)).recipe.fixed_schedule
     files = ["figures_rapsd.png", "figures_bounds.png", "figures_schedules.png"]
     plot_rapsd(power, np.asarray(train_labels), out / files[0])
     plot_bounds(low, high, baseline, out / files[1])
     rng = np.random.default_rng(0)
     shown = rng.choice(len(power), min(60, len(power)), replace=False)
-    true = np.asarray(run.schedules.knots(train_images[shown]))
+    true = run.true_knots(train_images[shown])
     sampled = np.asarray(run.mixture.sample(train_labels[shown], key=jax.random.key(0)).knots)
     plot_schedules(true, sampled, baseline, out / files[2])
 

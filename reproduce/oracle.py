@@ -14,7 +14,9 @@ DIR/oracle_kl.png.
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -62,30 +64,43 @@ def schedules_at(config: OracleConfig, size: int, power) -> dict[str, sd.Schedul
     }
 
 
+class OracleSampler(NamedTuple):
+    """One sampler of the benchmark, both ways: `closed_form(oracle, schedule, nfe)`
+    gives the per-frequency variance it generates and the NFE it spends; `run(oracle,
+    schedule, nfe)` gives the real sampler `(z1, key) -> x0` at that NFE."""
+
+    closed_form: Callable
+    run: Callable
+
+
+#: Every sampler of the benchmark by name (Heun spends two evaluations per step).
+SAMPLERS = {
+    "ddim": OracleSampler(
+        lambda o, s, nfe: (o.ancestral_variance(s, nfe, eta=0.0), nfe),
+        lambda o, s, nfe: lambda z, k: sd.ddim(o.denoise, s, z, nfe),
+    ),
+    "ddpm": OracleSampler(
+        lambda o, s, nfe: (o.ancestral_variance(s, nfe, eta=1.0), nfe),
+        lambda o, s, nfe: lambda z, k: sd.ddim(o.denoise, s, z, nfe, eta=1.0, key=k),
+    ),
+    "ode-heun": OracleSampler(
+        lambda o, s, nfe: o.ode_variance(s, nfe // 2),
+        lambda o, s, nfe: lambda z, k: sd.ode(o.denoise, s, z, nfe // 2),
+    ),
+    "sde-euler": OracleSampler(
+        lambda o, s, nfe: (o.euler_maruyama_variance(s, nfe), nfe),
+        lambda o, s, nfe: lambda z, k: sd.sde(o.denoise, s, z, nfe, key=k),
+    ),
+}
+
+
 @eqx.filter_jit
 def _closed_form(oracles, knots, sampler: str, num_steps: int):
     def one(oracle, knots):
-        schedule = sd.PiecewiseLinear(knots)
-        if sampler == "ode-heun":
-            variance, nfe = oracle.ode_variance(schedule, num_steps // 2)
-        elif sampler == "sde-euler":
-            variance, nfe = oracle.euler_maruyama_variance(schedule, num_steps), num_steps
-        else:
-            eta = {"ddim": 0.0, "ddpm": 1.0}[sampler]
-            variance, nfe = oracle.ancestral_variance(schedule, num_steps, eta=eta), num_steps
+        variance, nfe = SAMPLERS[sampler].closed_form(oracle, sd.PiecewiseLinear(knots), num_steps)
         return oracle.errors(variance), nfe
 
     return jax.vmap(one)(oracles, knots)
-
-
-def _real_sampler(oracle, schedule, sampler: str, nfe: int):
-    if sampler == "ddim":
-        return lambda z, k: sd.ddim(oracle.denoise, schedule, z, nfe)
-    if sampler == "ddpm":
-        return lambda z, k: sd.ddim(oracle.denoise, schedule, z, nfe, eta=1.0, key=k)
-    if sampler == "ode-heun":
-        return lambda z, k: sd.ode(oracle.denoise, schedule, z, nfe // 2)
-    return lambda z, k: sd.sde(oracle.denoise, schedule, z, nfe, key=k)
 
 
 def closed_form_records(config: OracleConfig, size: int, images, progress) -> list[dict]:
@@ -131,7 +146,7 @@ def monte_carlo_records(config: OracleConfig, size: int, images, key) -> list[di
                 nfe = config.monte_carlo_nfe
                 run = eqx.filter_jit(oracle.monte_carlo)  # ints and callables are static
                 mc = run(
-                    _real_sampler(oracle, schedule, sampler, nfe),
+                    SAMPLERS[sampler].run(oracle, schedule, nfe),
                     config.monte_carlo_samples,
                     key=jax.random.fold_in(key, i),
                 )

@@ -15,17 +15,10 @@ should not shrink as the size grows. cpu: 32 and 64 px patches; paper: ImageNet
 import sys
 from pathlib import Path
 
-from ._experiment import (
-    Runner,
-    Variant,
-    baseline_of,
-    mean_pm,
-    seeded,
-    suite_main,
-    summarise,
-    with_config,
-)
+from ._cli import mean_pm, seeded, suite_main, summarise
 from ._io import pyplot, save_figure
+from ._runs import Runner, Variant, baseline_of
+from .configs.suite import with_config
 from .table1 import METHODS, METRICS
 
 

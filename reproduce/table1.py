@@ -34,8 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._experiment import Runner, Variant, baseline_of, seeded, suite_main, with_config
+from ._cli import seeded, suite_main
 from ._io import pyplot, save_figure
+from ._runs import Runner, Variant, baseline_of
+from .configs.suite import with_config
 
 
 METRICS = {"fd": "classifier FD", "pixel_fd": "pixel FD", "spectral_fd": "spectral FD"}

@@ -89,6 +89,23 @@ def check_min_ndim(x: ArrayLike, name: str, ndim: int, layout: str) -> None:
         )
 
 
+def check_channels_first(x: ArrayLike, name: str) -> None:
+    """Refuse images with no channels, and images that look channels-last: a trailing
+    axis of 1, 3 or 4 behind two larger axes, e.g. `skimage.data.astronaut()`'s
+    `(512, 512, 3)`, which would silently be read as 512 channels of 512 x 3 pixels."""
+    shape = np.shape(x)
+    if len(shape) < 3:
+        return
+    if shape[-3] == 0:
+        raise ValueError(f"`{name}` has 0 channels (shape {shape}); expected (..., C, H, W).")
+    c, h, w = shape[-3:]
+    if w in (1, 3, 4) and c > w and h > w:
+        raise ValueError(
+            f"`{name}` of shape {shape} looks channels-last (..., H, W, C); the library "
+            f"takes channels first (..., C, H, W): pass `jnp.moveaxis({name}, -1, -3)`."
+        )
+
+
 def check_choice(value: object, name: str, choices: dict) -> None:
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {sorted(choices)}, got {value!r}.")

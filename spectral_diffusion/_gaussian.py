@@ -98,7 +98,7 @@ class GaussianSpectral(eqx.Module):
 
     def errors(self, generated: Float[ArrayLike, "C H W"]) -> dict[str, Float[Array, ""]]:
         """`w2` and `kl` of generated per-frequency variances against the data's
-        (see [`spectral_diffusion.gaussian.spectral_errors`][])."""
+        (see [`spectral_diffusion.spectral_errors`][])."""
         return spectral_errors(jnp.asarray(generated), self.variances)
 
     def ancestral_variance(

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from ._checks import check_finite, check_in_range, check_min_ndim
+from ._checks import check_channels_first, check_finite, check_in_range, check_min_ndim
 
 
 #: Pixels may exceed [-1, 1] by this much before `rapsd` refuses them: float
@@ -34,9 +34,11 @@ def power_spectrum(x: ArrayLike) -> Float[Array, "*batch H W"]:
 
     **Raises:**
 
-    `ValueError` if `x` has fewer than 2 dimensions or contains NaN/inf.
+    `ValueError` if `x` has fewer than 2 dimensions, looks channels-last (a trailing
+    axis of 1, 3 or 4 behind two larger ones) or contains NaN/inf.
     """
     check_min_ndim(x, "x", 2, "(..., H, W)")
+    check_channels_first(x, "x")
     x = check_finite(x, "x")
     return jnp.abs(jnp.fft.fft2(x, norm="ortho")) ** 2
 
@@ -154,11 +156,14 @@ def rapsd(
 
     **Raises:**
 
-    `ValueError` for fewer than 3 dimensions, sizes below 2, non-floating dtypes,
-    NaN/inf, or pixels outside `value_range`. Under `jax.jit` the value checks raise
-    through `equinox.error_if` instead.
+    `ValueError` for fewer than 3 dimensions, no channels, channels-last-looking
+    input (a trailing axis of 1, 3 or 4 behind two larger ones: transpose with
+    `jnp.moveaxis(x, -1, -3)`), sizes below 2, non-floating dtypes, NaN/inf, or
+    pixels outside `value_range`. Under `jax.jit` the value checks raise through
+    `equinox.error_if` instead.
     """
     check_min_ndim(x, "x", 3, "(..., C, H, W)")
+    check_channels_first(x, "x")
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise ValueError(

@@ -211,7 +211,7 @@ def test_gpu_preset_runs_at_smoke_size(tmp_path):
     """The accelerator preset (not run here: no accelerator) through the same code at
     the smoke preset's sizes: its network structure, schedule and loss train and
     sample, and table1's plan covers every arm."""
-    from reproduce._experiment import Runner, Variant
+    from reproduce._runs import Runner, Variant
     from reproduce.configs.suite import shrink
 
     suite = shrink(PRESETS["gpu"], PRESETS["smoke"])
@@ -243,7 +243,7 @@ def test_inception_features_path(tmp_path):
     import jax
 
     import spectral_diffusion as sd
-    from reproduce._experiment import Reference
+    from reproduce._reference import Reference
     from spectral_diffusion._inception import state_dict
 
     sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))

@@ -115,3 +115,16 @@ def test_power_spectrum_bad_input():
         sd.power_spectrum(np.array([[np.nan, 0.0], [0.0, 0.0]], np.float32))
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         sd.power_spectrum(np.zeros(4, np.float32))
+
+
+def test_channels_last_and_channelless_images_are_refused():
+    from skimage.data import astronaut
+
+    image = np.asarray(astronaut(), np.float32)[:64, :64] / 127.5 - 1  # (H, W, 3)
+    for f in (sd.rapsd, sd.power_spectrum):
+        with pytest.raises(ValueError, match=r"looks channels-last .*moveaxis\(x, -1, -3\)"):
+            f(image)
+        with pytest.raises(ValueError, match="0 channels"):
+            f(np.zeros((2, 0, 8, 8), np.float32))
+    # Transposed as the message says, it is accepted.
+    assert sd.rapsd(np.moveaxis(image, -1, -3)).shape == (33,)

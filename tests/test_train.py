@@ -20,13 +20,14 @@ from spectral_diffusion.train import (
     DataConfig,
     ModelConfig,
     OptimConfig,
+    Recipe,
     ScheduleConfig,
     TrainConfig,
     init_state,
+    make_train_step,
     restore,
     train,
 )
-from spectral_diffusion.train._trainer import build_schedules, make_train_step
 
 
 TINY = TrainConfig(
@@ -99,16 +100,14 @@ def test_four_devices_match_one():
     assert jax.device_count() == 4
     source = sd.data.BuiltinPatches(8, patches_per_image=4)
     state = init_state(TINY, source.num_classes)
-    schedules = build_schedules(TINY, source)
-    step = make_train_step(TINY, source.num_classes, schedules.schedule)
+    step = make_train_step(Recipe(TINY, source), source.num_classes)
     images, labels = jnp.asarray(source.images[:8]), jnp.asarray(source.labels[:8])
-    knots = schedules.knots(images)
     key = jax.random.key(3)
-    one, _ = step(state, images, labels, knots, key)
+    one, _ = step(state, images, labels, key)
     mesh = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Auto,))
     split = NamedSharding(mesh, PartitionSpec("data"))
     put = lambda a: jax.device_put(a, split)  # noqa: E731
-    four, _ = step(state, put(images), put(labels), put(knots), key)
+    four, _ = step(state, put(images), put(labels), key)
     assert tree_allclose(leaves(one), leaves(four), rtol=1e-5, atol=1e-6)
 
 
@@ -118,14 +117,12 @@ def test_tiny_model_overfits_eight_images():
         TINY, optim=OptimConfig(learning_rate=1e-2, warmup_steps=1), steps=150
     )
     state = init_state(config, source.num_classes)
-    schedules = build_schedules(config, source)
-    step = make_train_step(config, source.num_classes, schedules.schedule)
+    step = make_train_step(Recipe(config, source), source.num_classes)
     images, labels = jnp.asarray(source.images[::8][:8]), jnp.asarray(source.labels[::8][:8])
-    knots = schedules.knots(images)
     key = jax.random.key(0)  # the same t and noise every step: a fixed objective
     losses = []
     for _ in range(150):
-        state, metrics = step(state, images, labels, knots, key)
+        state, metrics = step(state, images, labels, key)
         losses.append(float(metrics["loss"]))
     assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
 
@@ -200,7 +197,7 @@ def test_cli(tmp_path):
 
 
 def test_ema_warms_up_and_tracks_the_trained_parameters(tmp_path):
-    from spectral_diffusion.train._trainer import ema_decay, init_state
+    from spectral_diffusion.train import ema_decay
 
     steps = jnp.array([0, 10, 90, 10_000])
     np.testing.assert_allclose(ema_decay(0.999, steps), [0.1, 11 / 20, 91 / 100, 0.999])
@@ -213,3 +210,36 @@ def test_ema_warms_up_and_tracks_the_trained_parameters(tmp_path):
 
     # A fixed decay of 0.999 would leave the EMA 97% initial parameters after 30 steps.
     assert distance(state.ema, state.denoiser) < 0.25 * distance(init.denoiser, state.denoiser)
+
+
+def test_recipe_turns_config_strings_into_objects_and_schedules_into_the_step():
+    from spectral_diffusion.train import Recipe, fit_mixture
+
+    source = sd.data.BuiltinPatches(8, patches_per_image=4)
+    recipe = Recipe(TINY, source)
+    images = jnp.asarray(source.images[:3])
+    # Per-example: each image's own spectral schedule, traceable inside jit.
+    expected = sd.spectral_schedule(sd.rapsd(images), num_knots=16).knots
+    got = jax.jit(lambda x: recipe.schedule_for(x).knots)(images)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    assert recipe.per_example and recipe.fixed_schedule is None
+    assert isinstance(recipe.proposal, sd.TruncatedProposal)  # "auto" for spectral kinds
+    # Shared schedules: the same object for every batch.
+    cosine = Recipe(dataclasses.replace(TINY, schedule=ScheduleConfig(kind="cosine")))
+    assert cosine.schedule_for(images) is cosine.fixed_schedule
+    assert isinstance(cosine.proposal, sd.ScheduleProposal)
+    # The global spectral schedule needs the data to exist.
+    global_ = dataclasses.replace(TINY, schedule=ScheduleConfig(kind="global_spectral"))
+    with pytest.raises(ValueError, match=r"Recipe\(config, source\)"):
+        Recipe(global_).schedule_for(images)
+    assert Recipe(global_, source).schedule_for(images).knots.ndim == 1
+    # Every choice is checked when the recipe is built, naming the field.
+    for field, bad in [("loss", dict(kind="l1")), ("schedule", dict(kind="linear"))]:
+        config = dataclasses.replace(
+            TINY, **{field: dataclasses.replace(getattr(TINY, field), **bad)}
+        )
+        with pytest.raises(ValueError, match=f"`{field}.kind`"):
+            Recipe(config)
+    # The mixture generation samples from: one per class, over the training schedules.
+    mixture = fit_mixture(TINY, source)
+    assert mixture.num_classes == source.num_classes

@@ -8,6 +8,11 @@ from ._builtin import (
     resize as resize,
     to_model_range as to_model_range,
 )
+from ._sharding import (
+    batch_sharding as batch_sharding,
+    data_mesh as data_mesh,
+    replicated as replicated,
+)
 from ._sources import (
     ArraySource as ArraySource,
     BuiltinPatches as BuiltinPatches,

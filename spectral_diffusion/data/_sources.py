@@ -7,7 +7,7 @@ when it is built and names the path or argument that is wrong.
 
 import os
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import grain
@@ -223,15 +223,12 @@ def training_batches(
     *,
     seed: int = 0,
     flip: bool = True,
-    knots: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> grain.MapDataset:
     """Shuffled, repeated, (randomly flipped) batches: `dataset[step]` is the batch of
     training step `step`, a fixed function of `seed` — which makes resuming exact
-    without any iterator state.
-
-    With `knots` (e.g. a jitted `images -> spectral_schedule(rapsd(images)).knots`),
-    every batch also carries each example's schedule knots under `"knots"`, computed
-    from the images after flipping (a flip leaves the RAPSD unchanged anyway).
+    without any iterator state. Batches carry images and labels only: the train step
+    computes each batch's schedules from its images
+    ([`spectral_diffusion.train.Recipe.schedule_for`][]).
     """
     if len(source) == 0:
         raise ValueError("The data source is empty.")
@@ -240,7 +237,4 @@ def training_batches(
     dataset = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
     if flip:
         dataset = dataset.random_map(_flip, seed=seed)
-    dataset = dataset.batch(batch_size, drop_remainder=True)
-    if knots is not None:
-        dataset = dataset.map(lambda batch: {**batch, "knots": np.asarray(knots(batch["image"]))})
-    return dataset
+    return dataset.batch(batch_size, drop_remainder=True)

@@ -1,5 +1,12 @@
-"""Training: typed config, data-parallel trainer, checkpoints and resume."""
+"""Training: typed config, the recipe a config describes, checkpoints and the
+data-parallel loop."""
 
+from ._checkpoints import (
+    TrainState as TrainState,
+    init_state as init_state,
+    load_mixture as load_mixture,
+    restore as restore,
+)
 from ._config import (
     DataConfig as DataConfig,
     LossConfig as LossConfig,
@@ -9,14 +16,17 @@ from ._config import (
     TrainConfig as TrainConfig,
 )
 from ._presets import PRESETS as PRESETS
-from ._trainer import (
-    MIXTURE_FILE as MIXTURE_FILE,
-    TrainState as TrainState,
-    build_denoiser as build_denoiser,
-    build_source as build_source,
+from ._recipe import (
+    Recipe as Recipe,
+    baseline_schedule as baseline_schedule,
+    data_source as data_source,
     dataset_rapsd as dataset_rapsd,
-    fit_schedule_mixture as fit_schedule_mixture,
-    init_state as init_state,
-    restore as restore,
+    fit_mixture as fit_mixture,
+    num_classes_of as num_classes_of,
+)
+from ._trainer import (
+    TrainingDiverged as TrainingDiverged,
+    ema_decay as ema_decay,
+    make_train_step as make_train_step,
     train as train,
 )
