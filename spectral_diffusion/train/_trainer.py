@@ -1,5 +1,6 @@
 """The training loop: data-parallel steps, EMA, checkpoints, exact resume."""
 
+import functools
 import json
 import os
 import signal
@@ -174,7 +175,10 @@ def train(
     batches = data_lib.training_batches(
         source, config.data.batch_size, seed=config.seed, flip=config.data.flip
     )
-    train_step = make_train_step(recipe, num_classes)
+    if config.schedule.kind == "global_spectral":  # its schedule depends on the data
+        train_step = make_train_step(recipe, num_classes)
+    else:  # calling train() again (resume, more steps) reuses the compiled step
+        train_step = _reused_step(make_train_step, config.to_json(), num_classes)
     base_key = jax.random.key(config.seed + 1)
     per_host = config.data.batch_size // jax.process_count()
     host = slice(jax.process_index() * per_host, (jax.process_index() + 1) * per_host)
@@ -258,6 +262,12 @@ def _check_health(health, manager) -> None:
         f"after it was checkpointed, {last}. Lower optim.learning_rate or raise "
         f"optim.warmup_steps, then resume or start a new workdir."
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _reused_step(factory: Callable, config_json: str, num_classes: int) -> Callable:
+    config = TrainConfig.from_dict(json.loads(config_json))
+    return factory(Recipe(config), num_classes)
 
 
 def _place(tree, sharding):
