@@ -187,7 +187,7 @@ def train(
         say(f"setup: compiling the train step (from step {start})")
     bar = tqdm(total=total, initial=start, desc="train", unit="step", disable=not progress)
     tick, seen = time.perf_counter(), 0
-    health = _HEALTHY
+    health = jnp.array([-1, 0], jnp.int32)  # see _watch
     try:
         with _StopRequested() as stop, open(workdir / "metrics.jsonl", "a") as log:
             for step in range(start, total):
@@ -222,8 +222,8 @@ def train(
     return state
 
 
-#: `_watch`'s state: (first step with a non-finite quantity or -1, which quantity).
-_HEALTHY = jnp.array([-1, 0], jnp.int32)
+#: `_watch`'s state is (first step with a non-finite quantity or -1, which quantity);
+#: it is created inside train(), after `jax.distributed.initialize()`.
 _QUANTITIES = ("", "loss", "gradient norm", "parameters")
 
 
