@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from ._checks import check_min_ndim, check_nonnegative, check_open_unit
-from ._custom_types import RAPSD
+from ._checks import as_integer, check_min_ndim, check_nonnegative, check_open_unit
+from ._custom_types import RAPSD, IntScalar, RealScalar
 
 
 #: Default tolerance at the clean end: below the noise level where even the weakest
@@ -22,7 +22,7 @@ EPS_LO = 1e-2
 BITS = 8
 
 
-def quantization_noise_power(bits: int | None) -> float:
+def quantization_noise_power(bits: IntScalar | None) -> float:
     r"""Power of the quantisation noise of data stored with `bits` bits per channel.
 
     Uniform rounding error with step $\Delta = 2 / (2^\text{bits} - 1)$ (in [-1, 1]
@@ -44,13 +44,12 @@ def quantization_noise_power(bits: int | None) -> float:
     """
     if bits is None:
         return 0.0
-    if not isinstance(bits, int | np.integer) or isinstance(bits, bool) or bits < 1:
-        raise ValueError(f"`bits` must be a positive integer or None, got {bits!r}.")
-    delta = 2.0 / (2.0 ** int(bits) - 1.0)
+    bits = as_integer(bits, "bits", 1, alternative=" or None")
+    delta = 2.0 / (2.0**bits - 1.0)
     return delta**2 / 12.0
 
 
-def floored_rapsd(rapsd: ArrayLike, bits: int | None = BITS) -> RAPSD:
+def floored_rapsd(rapsd: ArrayLike, bits: IntScalar | None = BITS) -> RAPSD:
     r"""$\tilde P_b = P_b + q$: a RAPSD with the quantisation floor added, validated.
 
     **Raises:**
@@ -65,12 +64,41 @@ def floored_rapsd(rapsd: ArrayLike, bits: int | None = BITS) -> RAPSD:
     return rapsd + jnp.asarray(quantization_noise_power(bits), rapsd.dtype)
 
 
+def check_is_spectrum(
+    rapsd: ArrayLike, image_size: IntScalar | tuple[IntScalar, IntScalar] | None
+) -> None:
+    """Refuse what is evidently not a RAPSD: a last axis that does not match the
+    given image size, or two trailing image-like axes (images or a 2-D power
+    spectrum `(..., H, W)` passed where `(..., bins)` belongs)."""
+    shape = np.shape(rapsd)
+    if image_size is not None:
+        height, width = (image_size, image_size) if np.ndim(image_size) == 0 else image_size
+        height, width = as_integer(height, "image_size", 2), as_integer(width, "image_size", 2)
+        bins = min(height, width) // 2 + 1
+        if not shape or shape[-1] != bins:
+            raise ValueError(
+                f"`rapsd` of shape {shape} is not the RAPSD of {height}x{width} images: its "
+                f"last axis must hold min(H, W) // 2 + 1 = {bins} bins."
+            )
+    if len(shape) >= 3 and shape[-1] == shape[-2] >= IMAGE_LIKE_SIZE:
+        raise ValueError(
+            f"`rapsd` of shape {shape} looks like images or a 2-D power spectrum "
+            "(..., H, W), not a RAPSD (..., bins): pass `spectral_diffusion.rapsd(x)`."
+        )
+
+
+#: Two equal trailing axes at least this long are read as (H, W), not (channels,
+#: bins): no data set has 16 or more channels at a RAPSD this short.
+IMAGE_LIKE_SIZE = 16
+
+
 def logsnr_bounds(
     rapsd: ArrayLike,
     *,
-    eps_hi: float = EPS_HI,
-    eps_lo: float = EPS_LO,
-    bits: int | None = BITS,
+    eps_hi: RealScalar = EPS_HI,
+    eps_lo: RealScalar = EPS_LO,
+    bits: IntScalar | None = BITS,
+    image_size: IntScalar | tuple[IntScalar, IntScalar] | None = None,
 ) -> tuple[Float[Array, "*batch"], Float[Array, "*batch"]]:
     r"""Tight logSNR bounds of one or many images, from their RAPSD.
 
@@ -92,6 +120,8 @@ def logsnr_bounds(
     - `bits`: bit depth of the data for the quantisation floor
         ([`spectral_diffusion.quantization_noise_power`][]), or `None` for none
         (then a band of zero power gives an infinite bound).
+    - `image_size`: optional `size` or `(height, width)` of the images the RAPSD
+        came from; given, the number of bins is checked against it.
 
     **Returns:**
 
@@ -101,10 +131,13 @@ def logsnr_bounds(
     **Raises:**
 
     `ValueError` for `eps_*` outside (0, 1), an invalid `bits`, or a RAPSD that is
-    not a finite, non-negative array with at least one bin.
+    not a finite, non-negative array with at least one bin; for input that is
+    evidently not a RAPSD: a bin count that does not match `image_size`, or two
+    equal trailing axes of 16 or more (images or a 2-D power spectrum).
     """
-    check_open_unit(eps_hi, "eps_hi")
-    check_open_unit(eps_lo, "eps_lo")
+    eps_hi = check_open_unit(eps_hi, "eps_hi")
+    eps_lo = check_open_unit(eps_lo, "eps_lo")
+    check_is_spectrum(rapsd, image_size)
     return bounds_of_floored(floored_rapsd(rapsd, bits), eps_hi, eps_lo)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Bool
 
 
-def _concrete_bool(pred: Bool[ArrayLike, ""]) -> bool | None:
+def concrete_bool(pred: Bool[ArrayLike, ""]) -> bool | None:
     """`bool(pred)` when `pred` is known now; `None` when it is traced."""
     try:
         return bool(pred)
@@ -29,7 +29,7 @@ def fail_if(x: ArrayLike, pred: Bool[ArrayLike, ""], message: str) -> ArrayLike:
     Returns `x` unchanged when `pred` is concrete, or threaded through
     `equinox.error_if` when it is traced so that the check cannot be optimised away.
     """
-    known = _concrete_bool(pred)
+    known = concrete_bool(pred)
     if known is None:
         return eqx.error_if(x, pred, message)
     if known:
@@ -63,11 +63,9 @@ def check_nonnegative(x: ArrayLike, name: str) -> Array:
     return fail_if(x, jnp.any(x < 0), f"`{name}` must be non-negative (it is a power).")
 
 
-def check_open_unit(value: float, name: str) -> None:
-    """A Python scalar strictly between 0 and 1 (tolerances such as `eps_hi`)."""
-    _require_number(value, name)
-    if not 0.0 < float(value) < 1.0:
-        raise ValueError(f"`{name}` must be a number in the open interval (0, 1), got {value!r}.")
+def check_open_unit(value: object, name: str) -> float:
+    """A real scalar strictly between 0 and 1 (tolerances such as `eps_hi`)."""
+    return as_real(value, name, low=0.0, high=1.0, open_low=True, open_high=True)
 
 
 def _require_number(value: object, name: str) -> None:
@@ -75,10 +73,93 @@ def _require_number(value: object, name: str) -> None:
         raise ValueError(f"`{name}` must be a number, got {value!r}.")
 
 
+def _show(value: object) -> str:
+    """`value` as users wrote it: `8` for `np.int64(8)` or a 0-d array of 8, so a
+    message never reads "must be an integer, got np.int64(8)"."""
+    if isinstance(value, numbers.Number | np.ndarray | jax.Array) and np.ndim(value) == 0:
+        try:
+            return repr(np.asarray(value).item())
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+            return "a traced value"
+    return repr(value)
+
+
+def as_integer(value: object, name: str, minimum: int, *, alternative: str = "") -> int:
+    """A Python int from anything integral users pass for a count or size: Python,
+    numpy or JAX integers and 0-d integer arrays (not `bool`, not floats).
+    `alternative` names another accepted value for the message, e.g. `" or None"`."""
+    integral = isinstance(value, numbers.Integral) or (
+        isinstance(value, np.ndarray | jax.Array | np.generic)
+        and np.ndim(value) == 0
+        and jnp.issubdtype(value.dtype, jnp.integer)
+    )
+    if isinstance(value, bool | np.bool_) or not integral:
+        raise ValueError(
+            f"`{name}` must be an integer >= {minimum}{alternative}, got {_show(value)}."
+        )
+    try:
+        number = int(value)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
+        raise ValueError(
+            f"`{name}` sets a shape or a loop length, so it must be a concrete integer, not a "
+            "traced value: mark it static (`jax.jit(..., static_argnames=...)` or "
+            "`equinox.filter_jit`, which keeps Python ints static)."
+        ) from None
+    if number < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}{alternative}, got {number}.")
+    return number
+
+
+def as_real(
+    value: object,
+    name: str,
+    *,
+    low: float = -np.inf,
+    high: float = np.inf,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
+    """A Python float from a real scalar users pass (Python, numpy or JAX scalar, 0-d
+    array), finite and within the stated interval."""
+    lo_bracket, hi_bracket = "(" if open_low else "[", ")" if open_high else "]"
+    interval = f"{lo_bracket}{low:g}, {high:g}{hi_bracket}"
+    if np.isinf(low) and np.isinf(high):
+        expected = "a finite number"
+    else:
+        expected = f"a number in {interval}"
+    real = isinstance(value, numbers.Real) or (
+        isinstance(value, np.ndarray | jax.Array | np.generic)
+        and np.ndim(value) == 0
+        and (
+            jnp.issubdtype(value.dtype, jnp.floating)
+            or jnp.issubdtype(value.dtype, jnp.integer)
+        )
+    )
+    if isinstance(value, bool | np.bool_) or not real:
+        raise ValueError(f"`{name}` must be {expected}, got {_show(value)}.")
+    try:
+        number = float(value)
+    except jax.errors.ConcretizationTypeError:
+        raise ValueError(
+            f"`{name}` must be a concrete number (it is checked and used on the host), "
+            "not a traced value."
+        ) from None
+    inside = (
+        np.isfinite(number)
+        and (number > low if open_low else number >= low)
+        and (number < high if open_high else number <= high)
+    )
+    if not inside:
+        raise ValueError(f"`{name}` must be {expected}, got {_show(value)}.")
+    return number
+
+
 def check_positive(value: ArrayLike, name: str) -> ArrayLike:
-    """A positive scalar (Python number or array, concrete or traced)."""
+    """A positive, finite scalar (Python number or array, concrete or traced)."""
     _require_number(value, name)
-    return fail_if(value, ~(jnp.asarray(value) > 0), f"`{name}` must be positive, got {value!r}.")
+    array = jnp.asarray(value)
+    bad = ~((array > 0) & jnp.isfinite(array))
+    return fail_if(value, bad, f"`{name}` must be positive and finite, got {_show(value)}.")
 
 
 def check_min_ndim(x: ArrayLike, name: str, ndim: int, layout: str) -> None:
@@ -115,6 +196,22 @@ def check_less(lo: ArrayLike, lo_name: str, hi: ArrayLike, hi_name: str) -> tupl
     """`lo < hi` for scalars (Python numbers or arrays, concrete or traced)."""
     _require_number(lo, lo_name)
     _require_number(hi, hi_name)
-    bad = ~(jnp.asarray(lo) < jnp.asarray(hi))
-    message = f"`{lo_name}` must be smaller than `{hi_name}`, got {lo!r} and {hi!r}."
+    lo_array, hi_array = jnp.asarray(lo), jnp.asarray(hi)
+    infinite = ~(jnp.isfinite(lo_array) & jnp.isfinite(hi_array))
+    message = f"`{lo_name}` and `{hi_name}` must be finite, got {_show(lo)} and {_show(hi)}."
+    lo, hi = fail_if(lo, infinite, message), fail_if(hi, infinite, message)
+    bad = ~(lo_array < hi_array)
+    message = f"`{lo_name}` must be smaller than `{hi_name}`, got {_show(lo)} and {_show(hi)}."
     return fail_if(lo, bad, message), fail_if(hi, bad, message)
+
+
+def check_time(t: ArrayLike) -> Array:
+    """Times in [0, 1], the domain of every schedule (NaN refused); threaded through
+    `equinox.error_if` when traced."""
+    t = jnp.asarray(t)
+    outside = ~jnp.all((t >= 0) & (t <= 1))
+    return fail_if(
+        t,
+        outside,
+        "`t` must lie in [0, 1] (t = 0 is data, t = 1 is noise); got values outside it or NaN.",
+    )

@@ -6,6 +6,9 @@ the library's own error naming the argument rather than a generic type-check err
 return values and internal functions carry full shapes.
 """
 
+import numbers
+
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 
@@ -17,3 +20,10 @@ RAPSD = Float[Array, "*batch bins"]
 LogSNR = Float[ArrayLike, "*shape"]
 #: Diffusion time in [0, 1]; t = 0 is clean data, t = 1 is noise. Any shape.
 Time = Float[ArrayLike, "*shape"]
+#: A count or size the function checks itself (`as_integer`): Python, numpy or JAX
+#: integers and 0-d integer arrays are accepted; anything else meets the library's own
+#: error naming the argument, not a generic type-check error.
+IntScalar = numbers.Real | np.generic | np.ndarray | Array
+#: A real number the function checks itself (`as_real`): Python, numpy or JAX scalars
+#: and 0-d arrays.
+RealScalar = numbers.Real | np.generic | np.ndarray | Array

@@ -6,11 +6,11 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
 from ._bounds import BITS, quantization_noise_power
-from ._checks import check_in_range, check_min_ndim, fail_if
+from ._checks import as_integer, as_real, check_in_range, check_min_ndim, fail_if
+from ._custom_types import IntScalar, RealScalar
 from ._samplers._common import check_per_example
 from ._samplers._diffrax import ode
 from ._schedules import Schedule, alpha_sigma, check_num_steps
@@ -61,7 +61,7 @@ class GaussianSpectral(eqx.Module):
         self.variances = fail_if(variances, bad, "`variances` must be finite and positive.")
 
     @classmethod
-    def from_image(cls, x: ArrayLike, bits: int | None = BITS) -> "GaussianSpectral":
+    def from_image(cls, x: ArrayLike, bits: IntScalar | None = BITS) -> "GaussianSpectral":
         """The Gaussian whose variances are the power spectrum of image `x` plus the
         quantisation floor $q$ (which keeps every variance positive).
 
@@ -76,8 +76,11 @@ class GaussianSpectral(eqx.Module):
         power = power_spectrum(x)
         return cls(power + jnp.asarray(quantization_noise_power(bits), power.dtype))
 
-    def sample(self, num_samples: int, *, key: PRNGKeyArray) -> Float[Array, "num_samples C H W"]:
-        """Draw `num_samples` images from the Gaussian."""
+    def sample(
+        self, num_samples: IntScalar, *, key: PRNGKeyArray
+    ) -> Float[Array, "num_samples C H W"]:
+        """Draw `num_samples` (an integer >= 1) images from the Gaussian."""
+        num_samples = as_integer(num_samples, "num_samples", 1)
         white = jax.random.normal(key, (num_samples, *self.variances.shape), self.variances.dtype)
         return filter_frequencies(white, jnp.sqrt(self.variances))
 
@@ -102,7 +105,7 @@ class GaussianSpectral(eqx.Module):
         return spectral_errors(jnp.asarray(generated), self.variances)
 
     def ancestral_variance(
-        self, schedule: Schedule, num_steps: int, eta: float = 1.0
+        self, schedule: Schedule, num_steps: IntScalar, eta: RealScalar = 1.0
     ) -> Float[Array, "C H W"]:
         r"""Closed-form per-frequency variance of what [`spectral_diffusion.ddim`][]
         generates with this denoiser (any `eta`; 0 is DDIM, 1 is DDPM).
@@ -113,8 +116,9 @@ class GaussianSpectral(eqx.Module):
         and adds noise $c^2$, so $v \leftarrow m^2 v + c^2$, from $v = 1$ ($z_1$ white)
         to $v / \alpha(0)^2$.
         """
-        check_num_steps(num_steps)
+        num_steps = check_num_steps(num_steps)
         check_per_example(schedule)
+        eta = as_real(eta, "eta", low=0.0, high=1.0)
         lam = schedule.logsnr_grid(num_steps)
         s = self.variances
 
@@ -131,17 +135,19 @@ class GaussianSpectral(eqx.Module):
         alpha_0, _ = alpha_sigma(lam[-1])
         return v / alpha_0**2
 
-    def ddim_error(self, schedule: Schedule, num_steps: int) -> dict[str, Float[Array, ""]]:
+    def ddim_error(self, schedule: Schedule, num_steps: IntScalar) -> dict[str, Float[Array, ""]]:
         """Closed-form `{"w2", "kl"}` of DDIM (`eta=0`) sampling."""
         return self.errors(self.ancestral_variance(schedule, num_steps, eta=0.0))
 
     def ancestral_error(
-        self, schedule: Schedule, num_steps: int, eta: float = 1.0
+        self, schedule: Schedule, num_steps: IntScalar, eta: RealScalar = 1.0
     ) -> dict[str, Float[Array, ""]]:
         """Closed-form `{"w2", "kl"}` of ancestral (DDPM, `eta=1`) sampling."""
         return self.errors(self.ancestral_variance(schedule, num_steps, eta=eta))
 
-    def euler_maruyama_variance(self, schedule: Schedule, num_steps: int) -> Float[Array, "C H W"]:
+    def euler_maruyama_variance(
+        self, schedule: Schedule, num_steps: IntScalar
+    ) -> Float[Array, "C H W"]:
         r"""Closed-form per-frequency variance of [`spectral_diffusion.sde`][] with
         `diffrax.Euler()` (Euler–Maruyama) on the fixed grid.
 
@@ -151,7 +157,7 @@ class GaussianSpectral(eqx.Module):
         $2 s_a (s_a - s_b)$: $v \leftarrow m^2 v + 2 s_a (s_a - s_b)$ from
         $v = 1/\alpha(1)^2$.
         """
-        check_num_steps(num_steps)
+        num_steps = check_num_steps(num_steps)
         check_per_example(schedule)
         lam = schedule.logsnr_grid(num_steps)
         s_grid = jnp.exp(-0.5 * lam)
@@ -168,14 +174,14 @@ class GaussianSpectral(eqx.Module):
     def ode_variance(
         self,
         schedule: Schedule,
-        num_steps: int,
+        num_steps: IntScalar,
         solver: diffrax.AbstractSolver = diffrax.Heun(),
     ) -> tuple[Float[Array, "C H W"], Int[Array, ""]]:
         """Exact per-frequency variance of [`spectral_diffusion.ode`][] on the fixed
         grid, and its NFE: any explicit solver is linear per band here, so running the
         real sampler on the Fourier coefficients of an all-ones $z_1$ yields each band's
         multiplier $m_k$, and $v = m^2$."""
-        check_num_steps(num_steps)
+        num_steps = check_num_steps(num_steps)
         sample, stats = ode(
             self._band_denoise,
             schedule,
@@ -189,7 +195,7 @@ class GaussianSpectral(eqx.Module):
     def ode_error(
         self,
         schedule: Schedule,
-        num_steps: int,
+        num_steps: IntScalar,
         solver: diffrax.AbstractSolver = diffrax.Heun(),
     ) -> dict[str, Float[Array, ""]]:
         """Closed-form `{"w2", "kl", "nfe"}` of the fixed-grid probability-flow ODE."""
@@ -199,7 +205,7 @@ class GaussianSpectral(eqx.Module):
     def monte_carlo(
         self,
         sampler: Callable[[Float[Array, "C H W"], PRNGKeyArray], Float[Array, "C H W"]],
-        num_samples: int,
+        num_samples: IntScalar,
         *,
         key: PRNGKeyArray,
     ) -> dict[str, Float[Array, "..."]]:
@@ -218,10 +224,9 @@ class GaussianSpectral(eqx.Module):
         `{"w2", "kl", "variance"}` with `variance` the empirical per-frequency power
         $\operatorname{mean}_n |X_{n,k}|^2$ (the data are zero-mean).
         """
-        if not isinstance(num_samples, int | np.integer) or num_samples < 2:
-            raise ValueError(f"`num_samples` must be an integer >= 2, got {num_samples!r}.")
+        num_samples = as_integer(num_samples, "num_samples", 2)
         z_key, sampler_key = jax.random.split(key)
         z1 = jax.random.normal(z_key, (num_samples, *self.variances.shape), self.variances.dtype)
         samples = jax.vmap(sampler)(z1, jax.random.split(sampler_key, num_samples))
-        variance = jnp.mean(power_spectrum(samples), axis=0)
+        variance = jnp.mean(power_spectrum(samples, value_range=None), axis=0)
         return {**self.errors(variance), "variance": variance}

@@ -74,7 +74,10 @@ def fd(features_a: ArrayLike, features_b: ArrayLike) -> float:
     """
     a, b = _features(features_a, "features_a"), _features(features_b, "features_b")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"Feature sizes differ: {a.shape[1]} and {b.shape[1]}.")
+        raise ValueError(
+            f"`features_a` and `features_b` must have the same feature size D, got "
+            f"{a.shape[1]} and {b.shape[1]} (images of different shapes?)."
+        )
     if min(len(a), len(b)) >= a.shape[1]:
         return frechet_distance(fit_gaussian(a), fit_gaussian(b))
     xa, xb = a - a.mean(0), b - b.mean(0)
@@ -102,7 +105,10 @@ def kid(
     """
     a, b = _features(features_a, "features_a"), _features(features_b, "features_b")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"Feature sizes differ: {a.shape[1]} and {b.shape[1]}.")
+        raise ValueError(
+            f"`features_a` and `features_b` must have the same feature size D, got "
+            f"{a.shape[1]} and {b.shape[1]} (images of different shapes?)."
+        )
     m = min(subset_size, len(a), len(b))
     rng = np.random.default_rng(seed)
     dim = a.shape[1]

@@ -8,7 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from ._checks import check_channels_first, check_finite, check_in_range, check_min_ndim
+from ._checks import (
+    as_integer,
+    check_channels_first,
+    check_finite,
+    check_in_range,
+    check_min_ndim,
+)
+from ._custom_types import IntScalar
 
 
 #: Pixels may exceed [-1, 1] by this much before `rapsd` refuses them: float
@@ -17,7 +24,9 @@ from ._checks import check_channels_first, check_finite, check_in_range, check_m
 RANGE_TOLERANCE = 1e-2
 
 
-def power_spectrum(x: ArrayLike) -> Float[Array, "*batch H W"]:
+def power_spectrum(
+    x: ArrayLike, *, value_range: tuple[float, float] | None = (-1.0, 1.0)
+) -> Float[Array, "*batch H W"]:
     r"""Per-frequency power $P_k = |X_k|^2$ of the orthonormal 2-D DFT.
 
     With `norm="ortho"`, white noise of variance $s$ per pixel has expected power
@@ -27,6 +36,8 @@ def power_spectrum(x: ArrayLike) -> Float[Array, "*batch H W"]:
     **Arguments:**
 
     - `x`: array of shape `(..., H, W)`; the transform acts on the last two axes.
+    - `value_range`: as in [`spectral_diffusion.rapsd`][]: the range pixels must lie
+        in, or `None` to accept any finite values (noise, samples, features).
 
     **Returns:**
 
@@ -35,12 +46,25 @@ def power_spectrum(x: ArrayLike) -> Float[Array, "*batch H W"]:
     **Raises:**
 
     `ValueError` if `x` has fewer than 2 dimensions, looks channels-last (a trailing
-    axis of 1, 3 or 4 behind two larger ones) or contains NaN/inf.
+    axis of 1, 3 or 4 behind two larger ones), has a non-floating dtype, contains
+    NaN/inf or pixels outside `value_range`.
     """
     check_min_ndim(x, "x", 2, "(..., H, W)")
     check_channels_first(x, "x")
-    x = check_finite(x, "x")
+    x = check_image_values(x, value_range)
     return jnp.abs(jnp.fft.fft2(x, norm="ortho")) ** 2
+
+
+def check_image_values(x: ArrayLike, value_range: tuple[float, float] | None) -> Array:
+    """A floating array, finite, and in `value_range` (up to `RANGE_TOLERANCE`)."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise ValueError(
+            f"`x` must be a floating-point image array in [-1, 1], got dtype {x.dtype}."
+        )
+    if value_range is None:
+        return check_finite(x, "x")
+    return check_in_range(x, "x", value_range, RANGE_TOLERANCE)
 
 
 def filter_frequencies(
@@ -63,8 +87,7 @@ def frequency_radii(height: int, width: int) -> np.ndarray:
     return np.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
 
 
-@functools.lru_cache(maxsize=64)
-def radial_bins(height: int, width: int) -> tuple[Int[np.ndarray, "H W"], int]:
+def radial_bins(height: IntScalar, width: IntScalar) -> tuple[Int[np.ndarray, "H W"], int]:
     r"""Radial bin of every DFT frequency of an `height x width` image.
 
     With $S = \min(H, W)$, frequency $(k_y, k_x)$ (integers, `fftfreq` order) has
@@ -87,9 +110,11 @@ def radial_bins(height: int, width: int) -> tuple[Int[np.ndarray, "H W"], int]:
 
     `ValueError` for sizes below 2 or non-integers.
     """
-    for name, value in (("height", height), ("width", width)):
-        if not isinstance(value, int | np.integer) or value < 2:
-            raise ValueError(f"`{name}` must be an integer >= 2, got {value!r}.")
+    return _radial_bins(as_integer(height, "height", 2), as_integer(width, "width", 2))
+
+
+@functools.lru_cache(maxsize=64)
+def _radial_bins(height: int, width: int) -> tuple[Int[np.ndarray, "H W"], int]:
     num_bins = min(height, width) // 2 + 1
     # np.round halves to even; the spec's round(r) is a plain nearest bin, and
     # radius exactly k + 1/2 cannot occur for integer (ky, kx) on a square grid.
@@ -164,15 +189,7 @@ def rapsd(
     """
     check_min_ndim(x, "x", 3, "(..., C, H, W)")
     check_channels_first(x, "x")
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise ValueError(
-            f"`x` must be a floating-point image array in [-1, 1], got dtype {x.dtype}."
-        )
-    if value_range is None:
-        x = check_finite(x, "x")
-    else:
-        x = check_in_range(x, "x", value_range, RANGE_TOLERANCE)
+    x = check_image_values(x, value_range)
     height, width = x.shape[-2:]
     bins = _half_plane_bins(height, width)
     num_bins = len(bins.count)

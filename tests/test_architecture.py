@@ -87,6 +87,6 @@ def test_no_module_imports_a_higher_layer():
 def test_the_walk_sees_imports():
     # The check above is only as good as its parser: it must see these edges.
     samplers = imports(PACKAGE / "_samplers" / "_ddim.py")
-    assert (["_schedules"], 7) in samplers
+    assert ["_schedules"] in [target for target, _ in samplers]
     trainer = {tuple(t) for t, _ in imports(PACKAGE / "train" / "_trainer.py")}
     assert ("data",) in trainer and ("_losses",) in trainer

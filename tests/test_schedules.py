@@ -110,9 +110,11 @@ def test_piecewise_linear_values_and_extrapolation():
     s = sd.PiecewiseLinear(np.array([4.0, 2.0, -1.0], np.float32))
     np.testing.assert_allclose(s.logsnr(np.array([0.0, 0.25, 0.5, 0.75, 1.0])), [4, 3, 2, 0.5, -1])
     np.testing.assert_allclose(s.dlogsnr_dt(np.array([0.1, 0.6])), [-4.0, -6.0])
-    # Linear extension of the end segments, and the inverse follows it.
-    np.testing.assert_allclose(s.logsnr(np.array([-0.5, 1.5])), [6.0, -4.0])
+    # The inverse extends the end segments linearly; the schedule itself is
+    # defined on [0, 1] only.
     np.testing.assert_allclose(s.t_of_logsnr(np.array([6.0, -4.0])), [-0.5, 1.5])
+    with pytest.raises(ValueError, match=r"`t` must lie in \[0, 1\]"):
+        s.logsnr(np.array([-0.5, 1.5]))
     assert s.num_segments == 2
 
 
@@ -133,7 +135,7 @@ def test_piecewise_linear_batched_knots_broadcast_like_vmap():
 def test_piecewise_linear_properties(seed, knots):
     s = sd.PiecewiseLinear(random_knots(seed, (knots,)))
     assert_strictly_decreasing(s.logsnr(T))
-    t = np.linspace(-0.2, 1.2, 57, dtype=np.float32)
+    t = np.linspace(0.0, 1.0, 57, dtype=np.float32)
     np.testing.assert_allclose(s.t_of_logsnr(s.logsnr(t)), t, atol=1e-4)
 
 

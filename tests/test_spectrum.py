@@ -47,7 +47,9 @@ def test_white_noise_has_flat_spectrum_at_its_variance():
 def test_power_spectrum_parseval():
     x = random_images(2, (2, 3, 9, 8))
     np.testing.assert_allclose(
-        jnp.sum(sd.power_spectrum(x), axis=(-2, -1)), np.sum(x**2, axis=(-2, -1)), rtol=1e-5
+        jnp.sum(sd.power_spectrum(x, value_range=None), axis=(-2, -1)),
+        np.sum(x**2, axis=(-2, -1)),
+        rtol=1e-5,
     )
 
 

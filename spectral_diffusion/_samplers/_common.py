@@ -60,9 +60,43 @@ def conditioning_for(denoise: DenoiseFn, schedule: Schedule, cond: Any) -> Any:
     return cond
 
 
-def check_start(z1: Float[Array, "..."], noise_filter: NoiseFilter | None) -> Float[Array, "..."]:
+def check_start(z1: ArrayLike, noise_filter: NoiseFilter | None) -> Float[Array, "C H W"]:
+    """The initial sample: one example `(C, H, W)`, floating, finite; filtered."""
+    z1 = jnp.asarray(z1)
+    if not jnp.issubdtype(z1.dtype, jnp.floating):
+        raise ValueError(
+            f"`z1` must be a floating-point array (the initial noise), got dtype {z1.dtype}: "
+            "draw it with `jax.random.normal(key, (C, H, W))`."
+        )
+    if z1.ndim != 3:
+        raise ValueError(
+            f"`z1` must be one example of shape (C, H, W), got shape {z1.shape}; for a "
+            "batch, map over it: jax.vmap(lambda z: sampler(denoise, schedule, z, ...))(z1)."
+        )
     z1 = check_finite(z1, "z1")
-    return z1 if noise_filter is None else noise_filter(z1)
+    if noise_filter is None:
+        return z1
+    filtered = noise_filter(z1)
+    if jnp.shape(filtered) != z1.shape:
+        raise ValueError(
+            f"`noise_filter` returned shape {jnp.shape(filtered)} for noise of shape "
+            f"{z1.shape}; it must keep the shape."
+        )
+    return filtered
+
+
+def denoised(
+    denoise: DenoiseFn, z: Float[Array, "C H W"], lam: Float[Array, ""], cond: Any
+) -> Float[Array, "C H W"]:
+    """`denoise(z, lam, cond)`, refused at trace time unless it has the shape of `z`
+    (a wrong shape would otherwise broadcast silently into the update)."""
+    x_hat = denoise(z, lam, cond)
+    if jnp.shape(x_hat) != z.shape:
+        raise ValueError(
+            f"`denoise` returned shape {jnp.shape(x_hat)} for `z` of shape {z.shape}: it "
+            "must return the clean-image estimate x_hat, with the shape of `z`."
+        )
+    return x_hat
 
 
 def working_dtype(z: Float[Array, "..."]) -> jnp.dtype:

@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
+from .._checks import as_real
+from .._custom_types import IntScalar, RealScalar
 from .._schedules import Schedule, alpha_sigma, check_num_steps
 from ._common import (
     DenoiseFn,
@@ -12,6 +14,7 @@ from ._common import (
     check_per_example,
     check_start,
     conditioning_for,
+    denoised,
     finish,
     working_dtype,
 )
@@ -21,10 +24,10 @@ def ddim(
     denoise: DenoiseFn,
     schedule: Schedule,
     z1: ArrayLike,
-    num_steps: int,
+    num_steps: IntScalar,
     *,
     cond=None,
-    eta: float = 0.0,
+    eta: RealScalar = 0.0,
     key: PRNGKeyArray | None = None,
     noise_filter: NoiseFilter | None = None,
     return_stats: bool = False,
@@ -66,7 +69,9 @@ def ddim(
     **Raises:**
 
     `ValueError` for a non-positive `num_steps`, `eta` outside [0, 1], a missing
-    `key`, a batched schedule, or NaN/inf in `z1` or the result.
+    `key`, a batched schedule, a `z1` that is not one floating `(C, H, W)` example,
+    a `denoise` whose output shape differs from `z1`, or NaN/inf in `z1` or the
+    result.
 
     ??? cite "Reference"
 
@@ -79,10 +84,9 @@ def ddim(
         }
         ```
     """
-    check_num_steps(num_steps)
+    num_steps = check_num_steps(num_steps)
     check_per_example(schedule)
-    if not (isinstance(eta, int | float) and 0.0 <= eta <= 1.0):
-        raise ValueError(f"`eta` must be a number in [0, 1], got {eta!r}.")
+    eta = as_real(eta, "eta", low=0.0, high=1.0)
     stochastic = eta > 0
     if stochastic and key is None:
         raise ValueError("`key` is required when `eta > 0` (the sampler injects noise).")
@@ -94,7 +98,7 @@ def ddim(
         lam_s, lam_t = lam[i], lam[i + 1]
         alpha_s, sigma_s = alpha_sigma(lam_s)
         alpha_t, sigma_t = alpha_sigma(lam_t)
-        x_hat = denoise(z, lam_s, cond)
+        x_hat = denoised(denoise, z, lam_s, cond)
         eps_hat = (z - alpha_s * x_hat) / sigma_s
         if not stochastic:
             return alpha_t * x_hat + sigma_t * eps_hat

@@ -6,6 +6,8 @@ import jax.numpy as jnp
 import lineax
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
+from .._checks import check_positive
+from .._custom_types import IntScalar, RealScalar
 from .._schedules import Schedule, alpha_sigma, check_num_steps
 from ._common import (
     DenoiseFn,
@@ -14,6 +16,7 @@ from ._common import (
     check_per_example,
     check_start,
     conditioning_for,
+    denoised,
     finish,
     working_dtype,
 )
@@ -40,12 +43,12 @@ def ode(
     denoise: DenoiseFn,
     schedule: Schedule,
     z1: ArrayLike,
-    num_steps: int | None = None,
+    num_steps: IntScalar | None = None,
     *,
     cond=None,
     solver: diffrax.AbstractSolver = diffrax.Heun(),
-    rtol: float | None = None,
-    atol: float | None = None,
+    rtol: RealScalar | None = None,
+    atol: RealScalar | None = None,
     noise_filter: NoiseFilter | None = None,
     max_steps: int = 4096,
     return_stats: bool = False,
@@ -66,7 +69,7 @@ def ode(
         adaptive solve (PID controller) that uses the schedule's end points only.
     - `solver`: any diffrax ODE solver (adaptive solves need an embedded error
         estimate: not `Euler`).
-    - `rtol`, `atol`: tolerances of the adaptive solve (default
+    - `rtol`, `atol`: positive tolerances of the adaptive solve (default
         `ADAPTIVE_RTOL`, `ADAPTIVE_ATOL`); only with `num_steps=None`.
     - `max_steps`: bound on adaptive steps.
     - `return_stats`: also return a [`spectral_diffusion.SampleStats`][] with the
@@ -75,11 +78,21 @@ def ode(
     **Returns:**
 
     The sample, shape and dtype of `z1`; with `return_stats`, `(sample, stats)`.
+
+    **Raises:**
+
+    `ValueError` for a non-positive `num_steps`, non-positive `rtol`/`atol` (or
+    tolerances with a fixed grid), a batched schedule, a `z1` that is not one
+    floating `(C, H, W)` example, a `denoise` whose output shape differs from `z1`,
+    or NaN/inf in `z1` or the result.
     """
     if num_steps is not None:
-        check_num_steps(num_steps)
+        num_steps = check_num_steps(num_steps)
         if rtol is not None or atol is not None:
             raise ValueError("`rtol`/`atol` apply to adaptive solves only (num_steps=None).")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None:
+            check_positive(value, name)
     check_per_example(schedule)
     cond = conditioning_for(denoise, schedule, cond)
     z = check_start(z1, noise_filter)
@@ -87,7 +100,7 @@ def ode(
     def vector_field(s, y, args):
         lam = -2.0 * jnp.log(s)
         alpha, _ = alpha_sigma(lam)
-        return (y - denoise(alpha * y, lam, cond)) / s
+        return (y - denoised(denoise, alpha * y, lam, cond)) / s
 
     if num_steps is None:
         ends = schedule.logsnr(jnp.array([1.0, 0.0], working_dtype(z)))
@@ -118,7 +131,7 @@ def sde(
     denoise: DenoiseFn,
     schedule: Schedule,
     z1: ArrayLike,
-    num_steps: int,
+    num_steps: IntScalar,
     *,
     key: PRNGKeyArray,
     cond=None,
@@ -158,7 +171,7 @@ def sde(
 
     The sample, shape and dtype of `z1`; with `return_stats`, `(sample, stats)`.
     """
-    check_num_steps(num_steps)
+    num_steps = check_num_steps(num_steps)
     check_per_example(schedule)
     cond = conditioning_for(denoise, schedule, cond)
     z = check_start(z1, noise_filter)
@@ -170,7 +183,7 @@ def sde(
     def drift(u, y, args):
         s = -u
         alpha, _ = alpha_sigma(-2.0 * jnp.log(s))
-        return -2.0 * (y - denoise(alpha * y, -2.0 * jnp.log(s), cond)) / s
+        return -2.0 * (y - denoised(denoise, alpha * y, -2.0 * jnp.log(s), cond)) / s
 
     def diffusion(u, y, args):
         scale = jnp.sqrt(-2.0 * u)

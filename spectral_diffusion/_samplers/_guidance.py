@@ -5,10 +5,13 @@ from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
+from .._checks import as_real
+from .._custom_types import RealScalar
 from .._nets import NullClass
-from ._common import DenoiseFn
+from ._common import DenoiseFn, denoised
 
 
 def _unconditional(cond: Any) -> None:
@@ -32,8 +35,8 @@ class Guided(eqx.Module):
     def __call__(
         self, z: Float[Array, "C H W"], lam: Float[Array, ""], cond: Any
     ) -> Float[Array, "C H W"]:
-        conditional = self.denoise(z, lam, cond)
-        free = self.denoise(z, lam, self.unconditional(cond))
+        conditional = denoised(self.denoise, z, lam, cond)
+        free = denoised(self.denoise, z, lam, self.unconditional(cond))
         guided = free + self.scale * (conditional - free)
         if self.interval is None:
             return guided
@@ -48,7 +51,7 @@ class Guided(eqx.Module):
 
 def guided(
     denoise: DenoiseFn,
-    scale: float,
+    scale: RealScalar,
     interval: tuple[float, float] | None = None,
     *,
     unconditional: Callable[[Any], Any] | None = None,
@@ -78,10 +81,17 @@ def guided(
 
     **Raises:**
 
-    `ValueError` for an interval with `lam_lo > lam_hi`.
+    `ValueError` for a `scale` that is not a finite number, or an interval that is
+    not a pair of finite numbers with `lam_lo <= lam_hi`.
     """
+    scale = as_real(scale, "scale")
     if interval is not None:
-        lo, hi = interval
+        if np.shape(interval) != (2,):
+            raise ValueError(
+                f"`interval` must be a pair (lam_lo, lam_hi) or None, got {interval!r}."
+            )
+        lo, hi = (as_real(v, "interval") for v in interval)
+        interval = (lo, hi)
         if lo > hi:
             raise ValueError(
                 f"`interval` must be (lam_lo, lam_hi) with lam_lo <= lam_hi, got {interval}."

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from .._checks import check_finite, check_min_ndim
+from .._checks import as_real, check_finite, check_min_ndim, concrete_bool
+from .._custom_types import RealScalar
 from .._spectrum import filter_frequencies, frequency_radii, rapsd
 
 
@@ -45,8 +46,8 @@ class FrequencyFilter(eqx.Module):
                 "`radii` and `rates` must be 1-D of equal length, "
                 f"got {radii.shape} and {rates.shape}."
             )
-        if np.any(np.diff(radii) <= 0) or np.any(radii <= 0):
-            raise ValueError(f"`radii` must be positive and increasing, got {radii}.")
+        if not np.all(np.isfinite(radii)) or np.any(np.diff(radii) <= 0) or np.any(radii <= 0):
+            raise ValueError(f"`radii` must be finite, positive and increasing, got {radii}.")
         if np.any(rates <= 0) or not np.all(np.isfinite(rates)):
             raise ValueError(f"`rates` must be positive and finite, got {rates}.")
         self.radii = jnp.asarray(radii)
@@ -69,11 +70,18 @@ class SpaceFilter(eqx.Module):
 
     weights: Float[Array, "C H W"]
 
+    def __check_init__(self):
+        if np.ndim(self.weights) != 3:
+            raise ValueError(f"`weights` must have shape (C, H, W), got {np.shape(self.weights)}.")
+        bad = ~jnp.all(jnp.isfinite(self.weights) & (self.weights >= 0))
+        if concrete_bool(bad):
+            raise ValueError("`weights` must be finite and non-negative.")
+
     def __call__(self, noise: Float[Array, "C H W"]) -> Float[Array, "C H W"]:
         return self.weights * noise
 
     @classmethod
-    def from_images(cls, images: ArrayLike, softness: float = 0.5) -> "SpaceFilter":
+    def from_images(cls, images: ArrayLike, softness: RealScalar = 0.5) -> "SpaceFilter":
         r"""The data set's per-pixel RMS, softened and normalised.
 
         $S = (1 - \gamma) + \gamma\,\tilde S$ with $\tilde S$ the per-pixel RMS of
@@ -89,8 +97,7 @@ class SpaceFilter(eqx.Module):
         images = check_finite(images, "images")
         if images.shape[0] == 0:
             raise ValueError("`images` is an empty data set.")
-        if not 0.0 <= softness <= 1.0:
-            raise ValueError(f"`softness` must be in [0, 1], got {softness!r}.")
+        softness = as_real(softness, "softness", low=0.0, high=1.0)
         rms = jnp.sqrt(jnp.mean(images**2, axis=0))
         rms = rms / jnp.sqrt(jnp.mean(rms**2) + 1e-12)
         weights = (1.0 - softness) + softness * rms
@@ -106,6 +113,17 @@ class TDAS(eqx.Module):
 
     frequency: FrequencyFilter | None = None
     space: SpaceFilter | None = None
+
+    def __check_init__(self):
+        for name, value, kind in (
+            ("frequency", self.frequency, FrequencyFilter),
+            ("space", self.space, SpaceFilter),
+        ):
+            if value is not None and not isinstance(value, kind):
+                raise ValueError(
+                    f"`{name}` must be a spectral_diffusion.{kind.__name__} or None, "
+                    f"got {type(value).__name__}."
+                )
 
     def __call__(self, noise: Float[Array, "C H W"]) -> Float[Array, "C H W"]:
         if self.space is not None:

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from .._custom_types import LogSNR, Time
+from .._checks import as_integer
+from .._custom_types import IntScalar, LogSNR, Time
 
 
 def alpha_sigma(lam: LogSNR) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
@@ -25,12 +26,12 @@ def alpha_sigma(lam: LogSNR) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
     return jnp.sqrt(jax.nn.sigmoid(lam)), jnp.sqrt(jax.nn.sigmoid(-lam))
 
 
-def check_num_steps(num_steps: int) -> None:
-    if not isinstance(num_steps, int | np.integer) or isinstance(num_steps, bool) or num_steps < 1:
-        raise ValueError(f"`num_steps` must be a positive integer, got {num_steps!r}.")
+def check_num_steps(num_steps: IntScalar) -> int:
+    """`num_steps` as a Python int >= 1 (numpy/JAX integers accepted)."""
+    return as_integer(num_steps, "num_steps", 1)
 
 
-def time_grid(num_steps: int, dtype=np.float32) -> np.ndarray:
+def time_grid(num_steps: IntScalar, dtype=np.float32) -> np.ndarray:
     r"""The sampling grid $t_i = 1 - i / N$, $i = 0..N$, as a static numpy array.
 
     Every sampler steps along it (the denoiser runs at $t_0..t_{N-1}$), and
@@ -41,7 +42,7 @@ def time_grid(num_steps: int, dtype=np.float32) -> np.ndarray:
     - `num_steps`: $N \geq 1$.
     - `dtype`: of the result; samplers pass the dtype of their initial sample.
     """
-    check_num_steps(num_steps)
+    num_steps = check_num_steps(num_steps)
     return (1.0 - np.arange(num_steps + 1) / num_steps).astype(dtype)
 
 
@@ -55,7 +56,9 @@ class Schedule(eqx.Module):
 
     All methods are elementwise in `t` (or `lam`): any shape goes in, the same shape
     comes out (broadcast against the batch axes of a batched
-    [`spectral_diffusion.PiecewiseLinear`][]).
+    [`spectral_diffusion.PiecewiseLinear`][]). Times outside $[0, 1]$ or NaN raise a
+    `ValueError` (through `equinox.error_if` when `t` is traced), where a formula
+    would otherwise return NaN or a value no schedule defines.
     """
 
     @abc.abstractmethod
@@ -78,7 +81,7 @@ class Schedule(eqx.Module):
         """
         return alpha_sigma(self.logsnr(t))
 
-    def logsnr_grid(self, num_steps: int, dtype=np.float32) -> Float[Array, "... grid"]:
+    def logsnr_grid(self, num_steps: IntScalar, dtype=np.float32) -> Float[Array, "... grid"]:
         r"""$\lambda(t_i)$ on the sampling grid $t_i = 1 - i/N$ (see
         [`spectral_diffusion.time_grid`][]), from noise to data; the grid is the last
         axis, after the batch axes of a batched schedule."""

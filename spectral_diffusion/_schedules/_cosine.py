@@ -6,7 +6,7 @@ import equinox as eqx
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from .._checks import check_less, check_positive
+from .._checks import check_less, check_positive, check_time
 from .._custom_types import LogSNR, Time
 from ._base import Schedule, invert_decreasing
 
@@ -59,6 +59,9 @@ class Cosine(Schedule):
         return a, b
 
     def logsnr(self, t: Time) -> Float[Array, "..."]:
+        return self._logsnr(check_time(t))
+
+    def _logsnr(self, t: Time) -> Float[Array, "..."]:
         a, b = self._angles()
         return -2.0 * jnp.log(jnp.tan(a + jnp.asarray(t) * (b - a)))
 
@@ -67,9 +70,10 @@ class Cosine(Schedule):
         return (jnp.arctan(jnp.exp(-0.5 * jnp.asarray(lam))) - a) / (b - a)
 
     def dlogsnr_dt(self, t: Time) -> Float[Array, "..."]:
+        t = check_time(t)
         a, b = self._angles()
         # d/du [-2 log tan u] = -2 / (sin u cos u) = -4 / sin 2u
-        return -4.0 * (b - a) / jnp.sin(2.0 * (a + jnp.asarray(t) * (b - a)))
+        return -4.0 * (b - a) / jnp.sin(2.0 * (a + t * (b - a)))
 
 
 def _resolution_shift(base: int | float, resolution: int | float) -> float:
@@ -198,11 +202,15 @@ class InterpolatedCosine(Schedule):
         )
 
     def logsnr(self, t: Time) -> Float[Array, "..."]:
+        return self._logsnr(check_time(t))
+
+    def _logsnr(self, t: Time) -> Float[Array, "..."]:
         s_low, s_high = self._shifts()
-        return self.cosine.logsnr(t) + s_high + jnp.asarray(t) * (s_low - s_high)
+        return self.cosine._logsnr(t) + s_high + t * (s_low - s_high)
 
     def t_of_logsnr(self, lam: LogSNR) -> Float[Array, "..."]:
-        return invert_decreasing(self.logsnr, lam)
+        # Bisection evaluates inside [0, 1] only: no need to check every midpoint.
+        return invert_decreasing(self._logsnr, lam)
 
     def dlogsnr_dt(self, t: Time) -> Float[Array, "..."]:
         s_low, s_high = self._shifts()

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from .._checks import check_less, check_positive
+from .._checks import check_less, check_positive, check_time
 from .._custom_types import LogSNR, Time
 from ._base import Schedule
 
@@ -56,13 +56,15 @@ class EDM(Schedule):
         return jnp.asarray(self.sigma_min) ** inv_rho, jnp.asarray(self.sigma_max) ** inv_rho
 
     def logsnr(self, t: Time) -> Float[Array, "..."]:
+        t = check_time(t)
         u_min, u_max = self._u_range()
-        return -2.0 * self.rho * jnp.log(u_min + jnp.asarray(t) * (u_max - u_min))
+        return -2.0 * self.rho * jnp.log(u_min + t * (u_max - u_min))
 
     def t_of_logsnr(self, lam: LogSNR) -> Float[Array, "..."]:
         u_min, u_max = self._u_range()
         return (jnp.exp(-jnp.asarray(lam) / (2.0 * self.rho)) - u_min) / (u_max - u_min)
 
     def dlogsnr_dt(self, t: Time) -> Float[Array, "..."]:
+        t = check_time(t)
         u_min, u_max = self._u_range()
-        return -2.0 * self.rho * (u_max - u_min) / (u_min + jnp.asarray(t) * (u_max - u_min))
+        return -2.0 * self.rho * (u_max - u_min) / (u_min + t * (u_max - u_min))

@@ -3,8 +3,8 @@
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from .._checks import check_less, check_min_ndim, fail_if
-from .._custom_types import LogSNR, Time
+from .._checks import check_less, check_min_ndim, check_time, fail_if
+from .._custom_types import IntScalar, LogSNR, Time
 from ._base import Schedule
 
 
@@ -25,15 +25,16 @@ class LinearLogSNR(Schedule):
         )
 
     def logsnr(self, t: Time) -> Float[Array, "..."]:
-        t = jnp.asarray(t)
+        t = check_time(t)
         return (1.0 - t) * self.logsnr_max + t * self.logsnr_min
 
     def t_of_logsnr(self, lam: LogSNR) -> Float[Array, "..."]:
         return (self.logsnr_max - jnp.asarray(lam)) / (self.logsnr_max - self.logsnr_min)
 
     def dlogsnr_dt(self, t: Time) -> Float[Array, "..."]:
+        t = check_time(t)
         slope = jnp.asarray(self.logsnr_min - self.logsnr_max)
-        return jnp.broadcast_to(slope, jnp.shape(t))
+        return jnp.broadcast_to(slope, t.shape)
 
 
 class PiecewiseLinear(Schedule):
@@ -44,8 +45,9 @@ class PiecewiseLinear(Schedule):
     shape, so `schedule.logsnr(t)` with `t` of shape `(B,)` evaluates example `b` at
     `t[b]`; under `jax.vmap` each example sees its own `(K + 1,)` knots.
 
-    Outside $[0, 1]$ the end segments extend linearly, so the schedule stays
-    strictly decreasing and `t_of_logsnr` stays its exact inverse everywhere.
+    Like every schedule it is defined on $t \in [0, 1]$: other times (or NaN) raise.
+    `t_of_logsnr` extends the end segments linearly for logSNRs outside
+    $[\lambda(1), \lambda(0)]$, returning times outside $[0, 1]$ there.
     """
 
     knots: Float[Array, "*batch knots"]
@@ -71,7 +73,7 @@ class PiecewiseLinear(Schedule):
         self.knots = fail_if(knots, bad, "`knots` must be finite and strictly decreasing.")
 
     @classmethod
-    def on_grid(cls, schedule: Schedule, num_steps: int) -> "PiecewiseLinear":
+    def on_grid(cls, schedule: Schedule, num_steps: IntScalar) -> "PiecewiseLinear":
         r"""`schedule` sampled at the sampling grid's $N + 1$ times, as knots.
 
         The result's knots sit at $t_j = j/N$, so on that grid it equals `schedule`
@@ -115,7 +117,7 @@ class PiecewiseLinear(Schedule):
         return left, right
 
     def logsnr(self, t: Time) -> Float[Array, "..."]:
-        index, fraction = self._segment_of_time(t)
+        index, fraction = self._segment_of_time(check_time(t))
         left, right = self._knot_pair(index)
         return left + fraction * (right - left)
 
@@ -129,6 +131,6 @@ class PiecewiseLinear(Schedule):
         return (index.astype(lam.dtype) + (left - lam) / (left - right)) / self.num_segments
 
     def dlogsnr_dt(self, t: Time) -> Float[Array, "..."]:
-        index, _ = self._segment_of_time(t)
+        index, _ = self._segment_of_time(check_time(t))
         left, right = self._knot_pair(index)
         return (right - left) * self.num_segments

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from .._bounds import BITS, EPS_HI, EPS_LO, bounds_of_floored, floored_rapsd
-from .._checks import check_choice, check_min_ndim, check_open_unit
-from .._custom_types import RAPSD
+from .._bounds import BITS, EPS_HI, EPS_LO, bounds_of_floored, check_is_spectrum, floored_rapsd
+from .._checks import as_integer, as_real, check_choice, check_min_ndim, check_open_unit
+from .._custom_types import RAPSD, IntScalar, RealScalar
 from ._linear import PiecewiseLinear
 
 
@@ -66,12 +66,12 @@ def spectral_schedule(
     rapsd: ArrayLike,
     *,
     kind: str = "mixed",
-    weight: float = 0.5,
+    weight: RealScalar = 0.5,
     spacing: str = "log",
-    num_knots: int = 64,
-    eps_hi: float = EPS_HI,
-    eps_lo: float = EPS_LO,
-    bits: int | None = BITS,
+    num_knots: IntScalar = 64,
+    eps_hi: RealScalar = EPS_HI,
+    eps_lo: RealScalar = EPS_LO,
+    bits: IntScalar | None = BITS,
 ) -> PiecewiseLinear:
     r"""The tight schedule of each image, from its RAPSD.
 
@@ -111,15 +111,14 @@ def spectral_schedule(
     """
     check_choice(kind, "kind", _KIND_WEIGHTS)
     check_choice(spacing, "spacing", _FRONTIERS)
-    if not (isinstance(weight, int | float) and 0.0 <= weight <= 1.0):
-        raise ValueError(f"`weight` must be a number in [0, 1], got {weight!r}.")
-    if not isinstance(num_knots, int) or isinstance(num_knots, bool) or num_knots < 2:
-        raise ValueError(f"`num_knots` must be an integer >= 2, got {num_knots!r}.")
-    check_open_unit(eps_hi, "eps_hi")
-    check_open_unit(eps_lo, "eps_lo")
+    weight = as_real(weight, "weight", low=0.0, high=1.0)
+    num_knots = as_integer(num_knots, "num_knots", 2)
+    eps_hi = check_open_unit(eps_hi, "eps_hi")
+    eps_lo = check_open_unit(eps_lo, "eps_lo")
     w = _KIND_WEIGHTS[kind]
     w = float(weight) if w is None else w
 
+    check_is_spectrum(rapsd, None)
     power = floored_rapsd(rapsd, bits)
     logsnr_min, logsnr_max = bounds_of_floored(power, eps_hi, eps_lo)
     t = np.linspace(0.0, 1.0, num_knots)

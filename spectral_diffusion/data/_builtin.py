@@ -10,6 +10,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from jaxtyping import Float, UInt8
 
+from .._checks import as_integer
+from .._custom_types import IntScalar
+
 
 def _require(module: str):
     try:
@@ -107,7 +110,7 @@ def to_model_range(image: UInt8[np.ndarray, "H W C"]) -> Float[np.ndarray, "C H 
 
 
 def builtin_images(
-    size: int, names: Sequence[str] | None = None, *, allow_upsampling: bool = False
+    size: IntScalar, names: Sequence[str] | None = None, *, allow_upsampling: bool = False
 ) -> tuple[Float[np.ndarray, "N 3 size size"], list[str]]:
     """Built-in photographs as a batch of model inputs: centre square crop,
     antialiased resize to `size`, 8-bit requantisation, `(3, size, size)` in [-1, 1].
@@ -129,8 +132,7 @@ def builtin_images(
     `ValueError` for `size < 2`, an unknown name, or when no photograph is large
     enough.
     """
-    if not isinstance(size, int | np.integer) or size < 2:
-        raise ValueError(f"`size` must be an integer >= 2, got {size!r}.")
+    size = as_integer(size, "size", 2)
     names = list(BUILTIN_PHOTOGRAPHS if names is None else names)
     kept, images = [], []
     for name in names:

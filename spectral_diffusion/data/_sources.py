@@ -7,6 +7,7 @@ when it is built and names the path or argument that is wrong.
 
 import os
 import pickle
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -144,6 +145,8 @@ def npz_source(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No .npz file at {path}.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a readable .npz file (not a zip archive).")
     try:
         data = np.load(path)
     except (OSError, ValueError, EOFError) as error:
