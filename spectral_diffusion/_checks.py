@@ -130,10 +130,7 @@ def as_real(
     real = isinstance(value, numbers.Real) or (
         isinstance(value, np.ndarray | jax.Array | np.generic)
         and np.ndim(value) == 0
-        and (
-            jnp.issubdtype(value.dtype, jnp.floating)
-            or jnp.issubdtype(value.dtype, jnp.integer)
-        )
+        and (jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer))
     )
     if isinstance(value, bool | np.bool_) or not real:
         raise ValueError(f"`{name}` must be {expected}, got {_show(value)}.")
@@ -154,11 +151,23 @@ def as_real(
     return number
 
 
+def _host(value: object) -> np.ndarray | None:
+    """`value` as a numpy array when it is a Python or numpy value, else `None`.
+    Checks on host values are decided with numpy, even inside `jit`, where every
+    `jnp` operation is staged out and its result would only be known at run time."""
+    return None if isinstance(value, jax.Array) else np.asarray(value)
+
+
 def check_positive(value: ArrayLike, name: str) -> ArrayLike:
     """A positive, finite scalar (Python number or array, concrete or traced)."""
     _require_number(value, name)
-    array = jnp.asarray(value)
-    bad = ~((array > 0) & jnp.isfinite(array))
+    host = _host(value)
+    array = jnp.asarray(value) if host is None else host
+    bad = (
+        ~((array > 0) & jnp.isfinite(array))
+        if host is None
+        else ~np.all((host > 0) & np.isfinite(host))
+    )
     return fail_if(value, bad, f"`{name}` must be positive and finite, got {_show(value)}.")
 
 
@@ -196,8 +205,10 @@ def check_less(lo: ArrayLike, lo_name: str, hi: ArrayLike, hi_name: str) -> tupl
     """`lo < hi` for scalars (Python numbers or arrays, concrete or traced)."""
     _require_number(lo, lo_name)
     _require_number(hi, hi_name)
-    lo_array, hi_array = jnp.asarray(lo), jnp.asarray(hi)
-    infinite = ~(jnp.isfinite(lo_array) & jnp.isfinite(hi_array))
+    host_lo, host_hi = _host(lo), _host(hi)
+    xp = np if host_lo is not None and host_hi is not None else jnp
+    lo_array, hi_array = xp.asarray(lo), xp.asarray(hi)
+    infinite = ~(xp.isfinite(lo_array) & xp.isfinite(hi_array))
     message = f"`{lo_name}` and `{hi_name}` must be finite, got {_show(lo)} and {_show(hi)}."
     lo, hi = fail_if(lo, infinite, message), fail_if(hi, infinite, message)
     bad = ~(lo_array < hi_array)
@@ -208,8 +219,12 @@ def check_less(lo: ArrayLike, lo_name: str, hi: ArrayLike, hi_name: str) -> tupl
 def check_time(t: ArrayLike) -> Array:
     """Times in [0, 1], the domain of every schedule (NaN refused); threaded through
     `equinox.error_if` when traced."""
-    t = jnp.asarray(t)
-    outside = ~jnp.all((t >= 0) & (t <= 1))
+    host = _host(t)
+    if host is not None:  # decided now, at no run-time cost (the samplers' grids)
+        outside = not np.all((host >= 0) & (host <= 1))
+        t = jnp.asarray(t)
+    else:
+        outside = ~jnp.all((t >= 0) & (t <= 1))
     return fail_if(
         t,
         outside,

@@ -443,6 +443,12 @@ def _rows() -> list[Case]:
             ValueError,
             "must share",
         ),
+        Case(
+            "jax.jit(lambda z: sd.ode(..., rtol=1e-2))(z)",
+            "Python tolerances and a schedule built inside `jit`",
+            lambda: jax.jit(lambda z: sd.ode(_denoise, sd.Cosine(-10.0, 10.0), z, rtol=1e-2))(_Z),
+            ACCEPTED,
+        ),
         # Gaussian oracle ---------------------------------------------------------
         Case(
             "oracle.sample(num_samples, key=...)",

@@ -87,7 +87,7 @@ def test_bad_input():
         sd.metrics.fd(np.zeros((1, 3)), np.zeros((5, 3)))
     with pytest.raises(ValueError, match="NaN or inf"):
         sd.metrics.fd(np.full((4, 3), np.nan), np.zeros((5, 3)))
-    with pytest.raises(ValueError, match="Feature sizes differ"):
+    with pytest.raises(ValueError, match="same feature size"):
         sd.metrics.kid(np.zeros((4, 3)), np.zeros((5, 2)))
 
 
