@@ -64,6 +64,11 @@ def floored_rapsd(rapsd: ArrayLike, bits: IntScalar | None = BITS) -> RAPSD:
     return rapsd + jnp.asarray(quantization_noise_power(bits), rapsd.dtype)
 
 
+#: Two equal trailing axes at least this long are read as (H, W), not (channels,
+#: bins): no data set has 16 or more channels at a RAPSD this short.
+IMAGE_LIKE_SIZE = 16
+
+
 def check_is_spectrum(
     rapsd: ArrayLike, image_size: IntScalar | tuple[IntScalar, IntScalar] | None
 ) -> None:
@@ -85,11 +90,6 @@ def check_is_spectrum(
             f"`rapsd` of shape {shape} looks like images or a 2-D power spectrum "
             "(..., H, W), not a RAPSD (..., bins): pass `spectral_diffusion.rapsd(x)`."
         )
-
-
-#: Two equal trailing axes at least this long are read as (H, W), not (channels,
-#: bins): no data set has 16 or more channels at a RAPSD this short.
-IMAGE_LIKE_SIZE = 16
 
 
 def logsnr_bounds(
