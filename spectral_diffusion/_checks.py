@@ -161,13 +161,9 @@ def _host(value: object) -> np.ndarray | None:
 def check_positive(value: ArrayLike, name: str) -> ArrayLike:
     """A positive, finite scalar (Python number or array, concrete or traced)."""
     _require_number(value, name)
-    host = _host(value)
-    array = jnp.asarray(value) if host is None else host
-    bad = (
-        ~((array > 0) & jnp.isfinite(array))
-        if host is None
-        else ~np.all((host > 0) & np.isfinite(host))
-    )
+    xp = jnp if _host(value) is None else np
+    array = xp.asarray(value)
+    bad = ~xp.all((array > 0) & xp.isfinite(array))
     return fail_if(value, bad, f"`{name}` must be positive and finite, got {_show(value)}.")
 
 
@@ -194,6 +190,20 @@ def check_channels_first(x: ArrayLike, name: str) -> None:
             f"`{name}` of shape {shape} looks channels-last (..., H, W, C); the library "
             f"takes channels first (..., C, H, W): pass `jnp.moveaxis({name}, -1, -3)`."
         )
+
+
+def check_knots(knots: ArrayLike) -> Array:
+    """Schedule knots `(..., K + 1)`: at least 2 on the last axis, floating (integers
+    become float32), finite and strictly decreasing; threaded through
+    `equinox.error_if` when traced."""
+    check_min_ndim(knots, "knots", 1, "(..., K + 1)")
+    knots = jnp.asarray(knots)
+    if knots.shape[-1] < 2:
+        raise ValueError(f"`knots` needs at least 2 knots on its last axis, got {knots.shape}.")
+    if not jnp.issubdtype(knots.dtype, jnp.floating):
+        knots = knots.astype(jnp.float32)
+    bad = ~jnp.all(jnp.isfinite(knots)) | jnp.any(jnp.diff(knots, axis=-1) >= 0)
+    return fail_if(knots, bad, "`knots` must be finite and strictly decreasing.")
 
 
 def check_choice(value: object, name: str, choices: dict) -> None:

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray
 
-from ._checks import check_finite, check_min_ndim, fail_if
+from ._checks import check_finite, check_knots, check_min_ndim
 from ._io import atomic_write_bytes
 from ._schedules import PiecewiseLinear
 
@@ -32,15 +32,8 @@ def knots_to_unconstrained(knots: Float[ArrayLike, "*batch knots"]) -> Float[Arr
     NaN/inf, or knots that are not strictly decreasing, which have no coordinates
     (the log of a gap <= 0).
     """
-    check_min_ndim(knots, "knots", 1, "(..., K + 1)")
-    knots = jnp.asarray(knots)
-    if knots.shape[-1] < 2:
-        raise ValueError(f"`knots` needs at least 2 knots on its last axis, got {knots.shape}.")
+    knots = check_knots(knots)
     gaps = knots[..., :-1] - knots[..., 1:]
-    bad = ~jnp.all(jnp.isfinite(knots)) | jnp.any(gaps <= 0)
-    gaps = fail_if(
-        gaps, bad, "`knots` must be finite and strictly decreasing along their last axis."
-    )
     return jnp.concatenate([knots[..., -1:], jnp.log(gaps)], axis=-1)
 
 

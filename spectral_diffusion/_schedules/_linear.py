@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from .._checks import check_less, check_min_ndim, check_time, fail_if
+from .._checks import check_knots, check_less, check_time
 from .._custom_types import IntScalar, LogSNR, Time
 from ._base import Schedule
 
@@ -63,14 +63,7 @@ class PiecewiseLinear(Schedule):
         `ValueError` (or an `equinox.error_if` error under `jit`) for a shape
         without two knots, NaN/inf, or knots that are not strictly decreasing.
         """
-        check_min_ndim(knots, "knots", 1, "(..., K + 1)")
-        knots = jnp.asarray(knots)
-        if knots.shape[-1] < 2:
-            raise ValueError(f"`knots` needs at least 2 knots on its last axis, got {knots.shape}.")
-        if not jnp.issubdtype(knots.dtype, jnp.floating):
-            knots = knots.astype(jnp.float32)
-        bad = ~jnp.all(jnp.isfinite(knots)) | jnp.any(jnp.diff(knots, axis=-1) >= 0)
-        self.knots = fail_if(knots, bad, "`knots` must be finite and strictly decreasing.")
+        self.knots = check_knots(knots)
 
     @classmethod
     def on_grid(cls, schedule: Schedule, num_steps: IntScalar) -> "PiecewiseLinear":
