@@ -1,6 +1,7 @@
 """Generation for the tables: DDIM along per-example schedules, in fixed-size jitted
 batches split over every device."""
 
+import functools
 from collections.abc import Callable
 
 import equinox as eqx
@@ -9,15 +10,22 @@ import numpy as np
 from tqdm import tqdm
 
 import spectral_diffusion as sd
+from spectral_diffusion._compile import compiler_options
 
 
-@eqx.filter_jit
-def _sample_batch(denoise, knots, cond, z1, nfe: int, noise_filter):
+def _sample_batch_impl(denoise, knots, cond, z1, nfe: int, noise_filter):
     def one(knots, cond, z):
         schedule = sd.PiecewiseLinear(knots)
         return sd.ddim(denoise, schedule, z, nfe, cond=cond, noise_filter=noise_filter)
 
     return jax.vmap(one)(knots, cond, z1)
+
+
+@functools.cache
+def _sample_batch():
+    # Built on first use, not at import: the backend must not start before
+    # `jax.distributed.initialize()` and users' device flags.
+    return eqx.filter_jit(_sample_batch_impl, compiler_options=compiler_options())
 
 
 def sample(
@@ -46,6 +54,6 @@ def sample(
         padded = jax.tree.map(
             lambda a: jax.device_put(np.asarray(a)[index], sharding), (knots, cond, z1)
         )
-        x = _sample_batch(denoise, *padded, nfe, noise_filter)
+        x = _sample_batch()(denoise, *padded, nfe, noise_filter)
         out.append(np.asarray(x)[: min(batch_size, len(z1) - start)])
     return np.clip(np.concatenate(out), -1.0, 1.0)

@@ -23,6 +23,8 @@ from spectral_diffusion.train import (
     Recipe,
     ScheduleConfig,
     TrainConfig,
+    _trainer,
+    data_source,
     init_state,
     make_train_step,
     restore,
@@ -243,3 +245,72 @@ def test_recipe_turns_config_strings_into_objects_and_schedules_into_the_step():
     # The mixture generation samples from: one per class, over the training schedules.
     mixture = fit_mixture(TINY, source)
     assert mixture.num_classes == source.num_classes
+
+
+def _equinox_formulation(monkeypatch):
+    """The networks' layers applied the plain equinox way (`jax.vmap(layer)`,
+    `MultiheadAttention.__call__`) and the step compiled with XLA's default options:
+    the formulation before the speed work of the Benchmarks page."""
+    from spectral_diffusion._nets import _blocks, _uvit
+
+    reference = {
+        "dense": lambda layer, x: jax.vmap(layer)(x.reshape(-1, x.shape[-1])).reshape(
+            *x.shape[:-1], -1
+        ),
+        "mlp": lambda module, x: jax.vmap(module)(x.reshape(-1, x.shape[-1])).reshape(
+            *x.shape[:-1], -1
+        ),
+        "self_attention": lambda module, tokens: module(tokens, tokens, tokens),
+    }
+    for name, fn in reference.items():
+        monkeypatch.setattr(_blocks, name, fn)
+        if hasattr(_uvit, name):
+            monkeypatch.setattr(_uvit, name, fn)
+    monkeypatch.setattr(_trainer, "compiler_options", lambda: None)
+
+
+def test_fast_layers_equal_equinox_layers():
+    from spectral_diffusion._nets._blocks import dense, mlp, self_attention
+
+    keys = jax.random.split(jax.random.key(0), 4)
+    x = jax.random.normal(keys[0], (2, 5, 12))
+    linear = eqx.nn.Linear(12, 7, key=keys[1])
+    module = eqx.nn.MLP(12, 6, 24, depth=2, activation=jax.nn.gelu, key=keys[2])
+    attention = eqx.nn.MultiheadAttention(3, 12, key=keys[3])
+    np.testing.assert_allclose(dense(linear, x), jax.vmap(jax.vmap(linear))(x), atol=1e-6)
+    np.testing.assert_allclose(mlp(module, x), jax.vmap(jax.vmap(module))(x), atol=1e-6)
+    np.testing.assert_allclose(
+        self_attention(attention, x[0]), attention(x[0], x[0], x[0]), atol=1e-6
+    )
+
+
+def test_train_step_loss_curve_equals_the_equinox_formulation(monkeypatch):
+    config = dataclasses.replace(
+        TINY,
+        model=dataclasses.replace(
+            TINY.model, kwargs=dict(stage_channels=(8, 16), dim=16, depth=2, num_heads=2)
+        ),
+    )
+    source = data_source(config)
+
+    def curve():
+        state = init_state(config, source.num_classes)
+        step = make_train_step(Recipe(config, source), source.num_classes)
+        losses = []
+        for i in range(5):
+            batch = slice(8 * i, 8 * i + 8)
+            images, labels = jnp.asarray(source.images[batch]), jnp.asarray(source.labels[batch])
+            state, metrics = step(state, images, labels, jax.random.key(i))
+            losses.append(float(metrics["loss"]))
+        return np.array(losses), state
+
+    fast, fast_state = curve()
+    _equinox_formulation(monkeypatch)
+    reference, reference_state = curve()
+    assert len(set(fast.tolist())) == 5  # the loss moves: a real curve
+    np.testing.assert_allclose(fast, reference, rtol=1e-5)
+    # Parameters: Adam divides near-zero gradients by their own scale, so float
+    # rounding can move a weight by a fraction of one step (lr 3e-3); a wrong layer
+    # would move them by whole steps.
+    pairs = zip(leaves(fast_state.denoiser), leaves(reference_state.denoiser), strict=True)
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in pairs) < 1e-3

@@ -95,13 +95,53 @@ class ConditionEmbedding(eqx.Module):
         parts = [self.classes(cond.label)] + [
             sinusoidal(v, self.sinusoid_dim) for v in (lam, cond.logsnr_0, cond.logsnr_1)
         ]
-        return self.mlp(jnp.concatenate(parts))
+        return mlp(self.mlp, jnp.concatenate(parts))
 
 
 def _per_channel(v: Float[Array, " C"], like: Float[Array, "... C"]) -> Float[Array, "... C"]:
     """`v` shaped to broadcast along the last (channel) axis of `like` (explicitly, so
     code runs under `jax_numpy_rank_promotion="raise"`)."""
     return v.reshape((1,) * (like.ndim - 1) + (-1,))
+
+
+# equinox's layers map one vector: `jax.vmap(linear)(x)` batches `weight @ x` into a
+# dot whose output is (out, tokens), which XLA then transposes back, fused into the
+# following elementwise op (measured on the cpu preset: the transformer MLP's GELU ran
+# 4x slower than its arithmetic needs, and the backward pass copied each activation
+# once more to transpose it). The networks keep equinox's layers as parameter
+# containers (same parameters, same checkpoints) and apply them here as
+# `x @ weight.T` on the whole `(..., features)` array.
+
+
+def dense(layer: eqx.nn.Linear, x: Float[Array, "... n"]) -> Float[Array, "... m"]:
+    """`layer` applied along the last axis of `x`: `jax.vmap(layer)` for any batch
+    shape, computed as one `x @ weight.T`."""
+    out = jnp.matmul(x, layer.weight.T)
+    return out if layer.bias is None else out + _per_channel(layer.bias, out)
+
+
+def mlp(module: eqx.nn.MLP, x: Float[Array, "... n"]) -> Float[Array, "... m"]:
+    """`module` (an `equinox.nn.MLP`) applied along the last axis of `x`."""
+    for layer in module.layers[:-1]:
+        x = module.activation(dense(layer, x))
+    return module.final_activation(dense(module.layers[-1], x))
+
+
+def self_attention(
+    module: eqx.nn.MultiheadAttention, tokens: Float[Array, "tokens dim"]
+) -> Float[Array, "tokens dim"]:
+    """`module(tokens, tokens, tokens)` (an `equinox.nn.MultiheadAttention` without
+    dropout), with every head in one pair of batched matmuls."""
+    length, heads = tokens.shape[0], module.num_heads
+
+    def split(layer):
+        return dense(layer, tokens).reshape(length, heads, -1)
+
+    query, key, value = split(module.query_proj), split(module.key_proj), split(module.value_proj)
+    logits = jnp.einsum("shd,Shd->hsS", query / math.sqrt(query.shape[-1]), key)
+    weights = jax.nn.softmax(logits, axis=-1)
+    attended = jnp.einsum("hsS,Shd->shd", weights, value).reshape(length, -1)
+    return dense(module.output_proj, attended)
 
 
 class FiLM(eqx.Module):
@@ -119,7 +159,7 @@ class FiLM(eqx.Module):
     def __call__(
         self, h: Float[Array, "... C"], embedding: Float[Array, " E"]
     ) -> Float[Array, "... C"]:
-        gamma, beta = jnp.split(self.linear(embedding), 2)
+        gamma, beta = jnp.split(dense(self.linear, embedding), 2)
         return h * (1.0 + _per_channel(gamma, h)) + _per_channel(beta, h)
 
 
@@ -262,7 +302,7 @@ class Attention(eqx.Module):
 
     def __call__(self, x: Float[Array, "H W C"]) -> Float[Array, "H W C"]:
         tokens = self.norm(x).reshape(-1, x.shape[-1])
-        return x + self.attention(tokens, tokens, tokens).reshape(x.shape)
+        return x + self_attention(self.attention, tokens).reshape(x.shape)
 
 
 def downsample(x: Float[Array, "H W C"]) -> Float[Array, "h w C"]:

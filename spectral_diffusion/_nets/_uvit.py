@@ -15,8 +15,11 @@ from ._blocks import (
     FiLM,
     OutputHead,
     ResBlock,
+    dense,
     downsample,
     gradient_barrier,
+    mlp,
+    self_attention,
     split_key,
     to_channels_first,
     to_channels_last,
@@ -54,8 +57,8 @@ class TransformerBlock(eqx.Module):
     def __call__(self, tokens, embedding, *, key):
         modulate = lambda film, norm, x: film(jax.vmap(norm)(x), embedding)  # noqa: E731
         h = modulate(self.film1, self.norm1, tokens)
-        tokens = tokens + self.attention(h, h, h)
-        h = jax.vmap(self.mlp)(modulate(self.film2, self.norm2, tokens))
+        tokens = tokens + self_attention(self.attention, h)
+        h = mlp(self.mlp, modulate(self.film2, self.norm2, tokens))
         return tokens + self.dropout(h, key=key, inference=key is None)
 
 
@@ -141,10 +144,10 @@ class UViT(eqx.Module):
                 skips.append(h)
             if stage < stages - 1:
                 h = downsample(h)
-        tokens = jax.vmap(self.to_tokens)(h.reshape(-1, h.shape[-1])) + self.position
+        tokens = dense(self.to_tokens, h.reshape(-1, h.shape[-1])) + self.position
         for block, block_key in zip(self.transformer, split_key(key, len(self.transformer))):
             tokens = gradient_barrier(block(tokens, embedding, key=block_key))
-        h = h + jax.vmap(self.from_tokens)(tokens).reshape(h.shape)
+        h = h + dense(self.from_tokens, tokens).reshape(h.shape)
         for stage in range(stages):
             for i in range(self.num_res_blocks):
                 block = self.up[stage * self.num_res_blocks + i]

@@ -16,6 +16,7 @@ from jaxtyping import Array, Float, Int
 from tqdm import tqdm
 
 from .. import data as data_lib
+from .._compile import compiler_options
 from .._io import append_line, atomic_write_text
 from .._losses import batch_loss
 from ._checkpoints import (
@@ -45,10 +46,11 @@ def ema_decay(decay: float, step: Int[Array, "*shape"]) -> Float[Array, "*shape"
 def make_train_step(recipe: Recipe, num_classes: int) -> Callable:
     """The jitted step `(state, images, labels, key) -> (state, metrics)`: each batch's
     schedules (`recipe.schedule_for(images)`), the loss under the recipe's proposal, its
-    gradient, the optimiser update and the EMA, in one XLA program."""
+    gradient, the optimiser update and the EMA, in one XLA program (on CPU compiled with
+    XLA's own convolutions rather than YNNPACK's: see the Benchmarks page)."""
     config = recipe.config
 
-    @eqx.filter_jit
+    @functools.partial(eqx.filter_jit, compiler_options=compiler_options())
     def train_step(state: TrainState, images, labels, key):
         schedule = recipe.schedule_for(images)
 
