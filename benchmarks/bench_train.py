@@ -1,45 +1,69 @@
-"""Training and sampling throughput of the cpu preset.
+"""Training and sampling throughput of the cpu preset, side by side with PyTorch.
 
-    python benchmarks/bench_train.py
+    pip install -e '.[dev,bench]' && python benchmarks/bench_train.py
 
-1. Train-step throughput (img/s) of `spectral_diffusion.train.PRESETS["cpu"]`,
-   measured on the jitted step after compilation.
-2. End-to-end sampling at NFE 32 (`sd.ddim` on the trained-size network, batch 32,
-   per-example spectral schedules) against a bare jitted `lax.scan` making the same
-   32 network calls per example: the sampler's overhead ratio (target <= 1.10).
-Everything in one run; medians of --repeats timings.
+One run measures, at 2 and at 1 CPU thread (each in a fresh process pinned to that
+many cores, PyTorch with `torch.set_num_threads`):
+
+1. the train step (forward, backward, clipping, AdamW, EMA) of
+   `spectral_diffusion.train.PRESETS["cpu"]` (batch 32, 32 px, the 1,293,155-parameter
+   U-ViT; per-example spectral schedules), jitted, after compilation;
+2. the same step of a PyTorch eager port of that U-ViT (`torch_peers.TorchUViT`, same
+   parameter count) and of diffusers' `UNet2DModel` of about the same size;
+3. DDIM at NFE 32, batch 32: the Reproduce suite's sampler (`reproduce._sampling`, per
+   example schedules) against the port's and diffusers' eager loops (`torch.no_grad`),
+   and against a bare jitted `lax.scan` making the same 32 network calls per example
+   (the sampler's overhead ratio, target <= 1.10).
+
+Prints img/s, ratios (this library over each peer) and whether the targets hold:
+training >= 1.2x the port at 2 threads and >= 1.0x at 1 thread, sampling >= 1.4x.
+Medians of --repeats timings (DDIM: of --sample-repeats).
 """
 
 import argparse
+import json
 import os
 import platform
+import statistics
+import subprocess
 import sys
+import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-from _timing import median_seconds
 
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import spectral_diffusion as sd  # noqa: E402
-from spectral_diffusion.train import (  # noqa: E402
-    PRESETS,
-    Recipe,
-    data_source,
-    init_state,
-    make_train_step,
-)
-
-
+HERE = Path(__file__).resolve().parent
 NFE = 32
+IMPLEMENTATIONS = ("jax", "port", "diffusers")
+TARGETS = {("train", 2): 1.2, ("train", 1): 1.0, ("sample", 2): 1.4, ("sample", 1): 1.4}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=7)
-    args = parser.parse_args()
+def _median_seconds(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _jax_worker(repeats: int, sample_repeats: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    sys.path.insert(0, str(HERE.parent))
+    import spectral_diffusion as sd
+    from reproduce._sampling import _sample_batch
+    from spectral_diffusion._compile import compiler_options
+    from spectral_diffusion.train import (
+        PRESETS,
+        Recipe,
+        data_source,
+        init_state,
+        make_train_step,
+    )
+
     config = PRESETS["cpu"]
     source = data_source(config)
     state = init_state(config, source.num_classes)
@@ -48,48 +72,142 @@ def main() -> None:
     images = jnp.asarray(source.images[:batch])
     labels = jnp.asarray(source.labels[:batch])
     key = jax.random.key(0)
-    t_step = median_seconds(
-        lambda: step(state, images, labels, key)[1]["loss"], repeats=args.repeats
+    train = _median_seconds(
+        lambda: jax.block_until_ready(step(state, images, labels, key)[1]["loss"]), repeats
     )
 
-    denoiser = state.ema
+    denoise = state.ema
     schedules = sd.spectral_schedule(sd.rapsd(images))
+    cond = sd.Conditioning.of(schedules, labels)
     z1 = jax.random.normal(key, images.shape)
+    sampler = _sample_batch()
+    sample = _median_seconds(
+        lambda: jax.block_until_ready(sampler(denoise, schedules.knots, cond, z1, NFE, None)),
+        sample_repeats,
+        warmup=1,
+    )
 
-    @jax.jit
-    def sampler(schedules, z1, labels):
-        def one(schedule, z, label):
-            cond = sd.Conditioning.of(schedule, label)
-            return sd.ddim(lambda z, lam, c: denoiser(z, lam, cond), schedule, z, NFE)
-
-        return jax.vmap(one)(schedules, z1, labels)
-
-    @jax.jit
-    def bare(schedules, z1, labels):
-        def one(schedule, z, label):
-            cond = sd.Conditioning.of(schedule, label)
-            lam = schedule.logsnr(1.0 - jnp.arange(NFE) / NFE)
-            step = lambda z, lam_i: (0.5 * (z + denoiser(z, lam_i, cond)), None)  # noqa: E731
+    @jax.jit(compiler_options=compiler_options())
+    def bare(knots, cond, z1):
+        def one(knots, cond, z):
+            lam = sd.PiecewiseLinear(knots).logsnr(1.0 - jnp.arange(NFE) / NFE)
+            step = lambda z, lam_i: (0.5 * (z + denoise(z, lam_i, cond)), None)  # noqa: E731
             return jax.lax.scan(step, z, lam)[0]
 
-        return jax.vmap(one)(schedules, z1, labels)
+        return jax.vmap(one)(knots, cond, z1)
 
-    t_sampler = median_seconds(lambda: sampler(schedules, z1, labels), repeats=args.repeats)
-    t_bare = median_seconds(lambda: bare(schedules, z1, labels), repeats=args.repeats)
-    print(f"# bench_train — {platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__}\n")
-    print("| measurement | value |")
-    print("|---|---|")
-    train_rate, sample_rate = batch / t_step, batch / t_sampler
+    bare_s = _median_seconds(
+        lambda: jax.block_until_ready(bare(schedules.knots, cond, z1)), sample_repeats, warmup=1
+    )
+    params = sum(x.size for x in jax.tree.leaves(state.denoiser) if isinstance(x, jax.Array))
+    return dict(train=train, sample=sample, bare=bare_s, params=int(params), batch=batch)
+
+
+def _torch_worker(which: str, threads: int, repeats: int, sample_repeats: int) -> dict:
+    import numpy as np
+    import torch
+    from torch_peers import DiffusersUNet, TorchTrainer, TorchUViT, num_parameters
+
+    sys.path.insert(0, str(HERE.parent))
+    from spectral_diffusion.train import PRESETS, data_source
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    config = PRESETS["cpu"]
+    source = data_source(config)
+    batch = config.data.batch_size
+    images = torch.from_numpy(np.asarray(source.images[:batch], np.float32))
+    labels = torch.from_numpy(np.asarray(source.labels[:batch], np.int64))
+    net = (
+        TorchUViT(num_classes=source.num_classes)
+        if which == "port"
+        else DiffusersUNet(source.num_classes)
+    )
+    trainer = TorchTrainer(net, steps=config.steps)
+    train = _median_seconds(lambda: trainer.train_step(images, labels), repeats)
+    z1 = torch.randn_like(images)
+    sample = _median_seconds(lambda: trainer.ddim(z1, labels, NFE), sample_repeats, warmup=1)
+    return dict(train=train, sample=sample, params=num_parameters(net), batch=batch)
+
+
+def _worker(args) -> None:
+    os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.threads]))
+    if args.worker == "jax":
+        result = _jax_worker(args.repeats, args.sample_repeats)
+    else:
+        result = _torch_worker(args.worker, args.threads, args.repeats, args.sample_repeats)
+    print("RESULT " + json.dumps(result))
+
+
+def _run(which: str, threads: int, args) -> dict:
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        which,
+        "--threads",
+        str(threads),
+        "--repeats",
+        str(args.repeats),
+        "--sample-repeats",
+        str(args.sample_repeats),
+    ]
+    out = subprocess.run(command, capture_output=True, text=True, cwd=HERE)
+    if out.returncode:
+        raise RuntimeError(f"{which} at {threads} thread(s) failed:\n{out.stderr[-3000:]}")
+    line = next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--sample-repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
+    parser.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        args.threads = args.threads[0]
+        return _worker(args)
+
+    import jax
+    import torch
+
+    results = {(w, n): _run(w, n, args) for n in args.threads for w in IMPLEMENTATIONS}
     print(
-        f"| cpu preset train step (batch {batch}, 32 px) | {t_step * 1e3:.0f} ms "
-        f"= {train_rate:.0f} img/s |"
+        f"# bench_train — {platform.machine()}, {os.cpu_count()} cores, "
+        f"jax {jax.__version__}, torch {torch.__version__}\n"
+    )
+    params = {w: results[w, args.threads[0]]["params"] for w in IMPLEMENTATIONS}
+    batch = results["jax", args.threads[0]]["batch"]
+    print(
+        f"Parameters: this library {params['jax']:,}, PyTorch port {params['port']:,}, "
+        f"diffusers UNet2DModel {params['diffusers']:,}; batch {batch} at 32 px.\n"
     )
     print(
-        f"| sampling, sd.ddim NFE {NFE} (batch {batch}) | {t_sampler * 1e3:.0f} ms "
-        f"= {sample_rate:.1f} img/s |"
+        "| threads | measurement | this library (JAX) | PyTorch port | diffusers UNet2DModel "
+        "| × port | × UNet2DModel | target (× port) |"
     )
-    print(f"| bare lax.scan, {NFE} network calls (batch {batch}) | {t_bare * 1e3:.0f} ms |")
-    print(f"| sampler overhead ratio | {t_sampler / t_bare:.3f} |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in args.threads:
+        for kind, label in (("train", "train step"), ("sample", f"DDIM, NFE {NFE}")):
+            rate = {w: batch / results[w, n][kind] for w in IMPLEMENTATIONS}
+            ratio, ratio_unet = rate["jax"] / rate["port"], rate["jax"] / rate["diffusers"]
+            target = TARGETS[kind, n]
+            verdict = "met" if ratio >= target else "**not met**"
+            print(
+                f"| {n} | {label} | {rate['jax']:.1f} img/s | {rate['port']:.1f} img/s | "
+                f"{rate['diffusers']:.1f} img/s | {ratio:.2f} | {ratio_unet:.2f} | "
+                f"≥ {target} {verdict} |"
+            )
+    print()
+    for n in args.threads:
+        jax_result = results["jax", n]
+        print(
+            f"Sampler overhead at {n} thread(s): sampler {jax_result['sample'] * 1e3:.0f} ms, "
+            f"bare lax.scan {jax_result['bare'] * 1e3:.0f} ms, ratio "
+            f"{jax_result['sample'] / jax_result['bare']:.3f} (target <= 1.10)"
+        )
 
 
 if __name__ == "__main__":

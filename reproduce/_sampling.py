@@ -4,13 +4,12 @@ batches split over every device."""
 import functools
 from collections.abc import Callable
 
-import equinox as eqx
 import jax
 import numpy as np
 from tqdm import tqdm
 
 import spectral_diffusion as sd
-from spectral_diffusion._compile import compiler_options
+from spectral_diffusion._compile import filter_jit
 
 
 def _sample_batch_impl(denoise, knots, cond, z1, nfe: int, noise_filter):
@@ -25,7 +24,7 @@ def _sample_batch_impl(denoise, knots, cond, z1, nfe: int, noise_filter):
 def _sample_batch():
     # Built on first use, not at import: the backend must not start before
     # `jax.distributed.initialize()` and users' device flags.
-    return eqx.filter_jit(_sample_batch_impl, compiler_options=compiler_options())
+    return filter_jit(_sample_batch_impl)
 
 
 def sample(

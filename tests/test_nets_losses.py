@@ -166,3 +166,20 @@ def test_batch_loss_paths_and_stratification(getkey):
         num_classes=3,
     )
     assert tree_allclose(batched, single, rtol=1e-5)
+
+
+def test_batch_loss_in_groups_is_the_same_loss(getkey):
+    denoiser = sd.Denoiser(perturb(nets(getkey())["uvit"], getkey()))
+    x = jnp.clip(jax.random.normal(getkey(), (4, *SHAPE)), -1, 1)
+    labels = jnp.array([0, 1, 2, 0])
+    key = getkey()
+    loss = eqx.filter_jit(sd.batch_loss)
+    # Per-example schedules are sliced with the batch, a shared one is not.
+    for schedule, groups in ((sd.spectral_schedule(sd.rapsd(x)), 2), (sd.Cosine(), 4)):
+        whole = loss(sd.VLoss(), denoiser, schedule, x, labels, key=key, num_classes=3)
+        split = loss(
+            sd.VLoss(), denoiser, schedule, x, labels, key=key, num_classes=3, groups=groups
+        )
+        assert tree_allclose(whole, split, rtol=1e-6)
+    with pytest.raises(ValueError, match="`groups` 3 must divide the batch size 4"):
+        sd.batch_loss(sd.VLoss(), denoiser, sd.Cosine(), x, labels, key=key, groups=3)

@@ -251,6 +251,7 @@ def _equinox_formulation(monkeypatch):
     """The networks' layers applied the plain equinox way (`jax.vmap(layer)`,
     `MultiheadAttention.__call__`) and the step compiled with XLA's default options:
     the formulation before the speed work of the Benchmarks page."""
+    from spectral_diffusion import _compile
     from spectral_diffusion._nets import _blocks, _uvit
 
     reference = {
@@ -266,7 +267,8 @@ def _equinox_formulation(monkeypatch):
         monkeypatch.setattr(_blocks, name, fn)
         if hasattr(_uvit, name):
             monkeypatch.setattr(_uvit, name, fn)
-    monkeypatch.setattr(_trainer, "compiler_options", lambda: None)
+    monkeypatch.setattr(_compile, "compiler_options", lambda: None)
+    monkeypatch.setattr(_trainer, "batch_groups", lambda batch: 1)
 
 
 def test_fast_layers_equal_equinox_layers():
@@ -287,6 +289,7 @@ def test_fast_layers_equal_equinox_layers():
 def test_train_step_loss_curve_equals_the_equinox_formulation(monkeypatch):
     config = dataclasses.replace(
         TINY,
+        data=dataclasses.replace(TINY.data, batch_size=16),
         model=dataclasses.replace(
             TINY.model, kwargs=dict(stage_channels=(8, 16), dim=16, depth=2, num_heads=2)
         ),
@@ -298,12 +301,15 @@ def test_train_step_loss_curve_equals_the_equinox_formulation(monkeypatch):
         step = make_train_step(Recipe(config, source), source.num_classes)
         losses = []
         for i in range(5):
-            batch = slice(8 * i, 8 * i + 8)
+            batch = (16 * i + np.arange(16)) % len(source)
             images, labels = jnp.asarray(source.images[batch]), jnp.asarray(source.labels[batch])
             state, metrics = step(state, images, labels, jax.random.key(i))
             losses.append(float(metrics["loss"]))
         return np.array(losses), state
 
+    # The step as on one CPU device, batch 16 in two groups (the test session has four
+    # host devices, where the trainer keeps one group).
+    monkeypatch.setattr(_trainer, "batch_groups", lambda batch: 2)
     fast, fast_state = curve()
     _equinox_formulation(monkeypatch)
     reference, reference_state = curve()

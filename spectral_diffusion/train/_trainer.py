@@ -16,7 +16,7 @@ from jaxtyping import Array, Float, Int
 from tqdm import tqdm
 
 from .. import data as data_lib
-from .._compile import compiler_options
+from .._compile import batch_groups, filter_jit
 from .._io import append_line, atomic_write_text
 from .._losses import batch_loss
 from ._checkpoints import (
@@ -50,7 +50,6 @@ def make_train_step(recipe: Recipe, num_classes: int) -> Callable:
     XLA's own convolutions rather than YNNPACK's: see the Benchmarks page)."""
     config = recipe.config
 
-    @functools.partial(eqx.filter_jit, compiler_options=compiler_options())
     def train_step(state: TrainState, images, labels, key):
         schedule = recipe.schedule_for(images)
 
@@ -65,6 +64,7 @@ def make_train_step(recipe: Recipe, num_classes: int) -> Callable:
                 label_dropout=config.label_dropout,
                 num_classes=num_classes,
                 proposal=recipe.proposal,
+                groups=batch_groups(images.shape[0]),
             )
 
         value, grads = eqx.filter_value_and_grad(objective)(state.denoiser)
@@ -84,7 +84,7 @@ def make_train_step(recipe: Recipe, num_classes: int) -> Callable:
         metrics = {"loss": value, "grad_norm": optax.tree_utils.tree_norm(grads)}
         return TrainState(denoiser, ema, opt_state, state.step + 1), metrics
 
-    return train_step
+    return filter_jit(train_step)
 
 
 class _StopRequested:

@@ -1,0 +1,191 @@
+"""Where one training step of the cpu preset spends its time.
+
+    python benchmarks/profile_train.py
+
+1. Parts of the step, each jitted alone on the step's own inputs (medians of
+   --repeats after compilation): the batch's schedules and noise levels, the loss
+   (network forward), the loss and its gradient (forward + backward), the optimiser
+   update, the EMA, and the whole step; and the host work between steps, from a short
+   `spectral_diffusion.train.train` run (data, transfers, the divergence watch,
+   logging) against the step alone.
+2. Per-op times of the whole step from a `jax.profiler` trace, joined with the
+   compiled HLO: forward (`jvp`) vs backward (`transpose`) and by kind of op.
+"""
+
+import argparse
+import collections
+import gzip
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from _timing import median_seconds
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from spectral_diffusion._losses import batch_loss  # noqa: E402
+from spectral_diffusion._proposals import noise_levels  # noqa: E402
+from spectral_diffusion.train import (  # noqa: E402
+    PRESETS,
+    Recipe,
+    data_source,
+    init_state,
+    make_train_step,
+    train,
+)
+
+
+def parts(repeats: int) -> dict[str, float]:
+    config = PRESETS["cpu"]
+    source = data_source(config)
+    recipe, classes = Recipe(config, source), source.num_classes
+    state = init_state(config, classes)
+    batch = config.data.batch_size
+    images = jnp.asarray(source.images[:batch])
+    labels = jnp.asarray(source.labels[:batch])
+    key = jax.random.key(0)
+    step = make_train_step(recipe, classes)
+
+    def loss(denoiser, images, labels, key):
+        schedule = recipe.schedule_for(images)
+        return batch_loss(
+            recipe.loss,
+            denoiser,
+            schedule,
+            images,
+            labels,
+            key=key,
+            label_dropout=config.label_dropout,
+            num_classes=classes,
+            proposal=recipe.proposal,
+        )
+
+    @eqx.filter_jit
+    def schedules(images, key):
+        schedule = recipe.schedule_for(images)
+        return noise_levels(recipe.proposal, schedule, batch, key=key)
+
+    grad = eqx.filter_jit(eqx.filter_value_and_grad(loss))
+    _, grads = grad(state.denoiser, images, labels, key)
+    params = eqx.filter(state.denoiser, eqx.is_array)
+
+    @eqx.filter_jit
+    def optimiser(grads, opt_state, params):
+        with jax.numpy_dtype_promotion("standard"):
+            return recipe.optimizer.update(grads, opt_state, params)
+
+    @eqx.filter_jit
+    def ema(e, p):
+        return jax.tree.map(lambda e, p: 0.999 * e + 0.001 * p, e, p)
+
+    ema_params = eqx.filter(state.ema, eqx.is_array)
+    timed = {
+        "schedules and noise levels": lambda: schedules(images, key),
+        "loss (network forward)": lambda: eqx.filter_jit(loss)(state.denoiser, images, labels, key),
+        "loss + gradient": lambda: grad(state.denoiser, images, labels, key),
+        "optimiser update": lambda: optimiser(grads, state.opt_state, params),
+        "EMA": lambda: ema(ema_params, params),
+        "whole step": lambda: step(state, images, labels, key),
+    }
+    out = {name: median_seconds(fn, repeats=repeats) for name, fn in timed.items()}
+
+    # Host work: real `train` runs resumed in one workdir (the compiled step is reused);
+    # the difference of two runs of k and 2k more steps cancels setup and checkpoints.
+    k = 2 * repeats
+    with tempfile.TemporaryDirectory() as workdir:
+        train(config, workdir, steps=2, progress=False)
+        seconds = []
+        for until in (2 + k, 2 + 3 * k):
+            start = time.perf_counter()
+            train(config, workdir, steps=until, progress=False)
+            seconds.append(time.perf_counter() - start)
+        out["train() per step"] = (seconds[1] - seconds[0]) / k
+    return out
+
+
+def op_profile(steps: int = 5) -> tuple[dict, dict, float]:
+    """Thunk times per step from a perfetto trace: by phase and by (phase, op kind)."""
+    config = PRESETS["cpu"]
+    source = data_source(config)
+    state = init_state(config, source.num_classes)
+    step = make_train_step(Recipe(config, source), source.num_classes)
+    images = jnp.asarray(source.images[:32])
+    labels = jnp.asarray(source.labels[:32])
+    key = jax.random.key(0)
+    hlo = step.top.lower(state, images, labels, key).compile().compiled.as_text()
+    ops = {}
+    for match in re.finditer(r"^\s+%(\S+) = \S+ [\w-]+\((.*)$", hlo, re.M):
+        name = re.search(r'op_name="([^"]*)"', match.group(2))
+        ops[match.group(1)] = name.group(1) if name else ""
+    jax.block_until_ready(step(state, images, labels, key))
+    with tempfile.TemporaryDirectory() as trace_dir:
+        with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+            for _ in range(steps):
+                jax.block_until_ready(step(state, images, labels, key))
+        trace = next(Path(trace_dir).rglob("perfetto_trace.json.gz"))
+        events = json.load(gzip.open(trace))["traceEvents"]
+    by_phase, by_kind = collections.Counter(), collections.Counter()
+    for event in events:
+        if event.get("ph") != "X" or event["name"] not in ops:
+            continue
+        op_name = ops[event["name"]]
+        phase = "backward" if "transpose(" in op_name else "forward" if "jvp(" in op_name else None
+        if phase is None:  # unlabelled: weight-gradient convolutions, layout copies, update
+            phase = "backward/other"
+        kind = "library kernel (dot, conv, reduce)" if "ynn" in event["name"] else None
+        if kind is None:
+            base = re.sub(r"\.\d+$", "", event["name"])
+            kind = (
+                "layout copy / transpose"
+                if "copy" in base or "transpose" in base
+                else "convolution (XLA)"
+                if "conv" in base
+                else "elementwise fusion"
+            )
+        by_phase[phase] += event["dur"] / 1e3 / steps
+        by_kind[phase, kind] += event["dur"] / 1e3 / steps
+    return by_phase, by_kind, sum(by_phase.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+    timings = parts(args.repeats)
+    step = timings["whole step"]
+    print(f"# profile_train — cpu preset, jax {jax.__version__}\n")
+    print("| part (jitted alone) | time | share of the step |")
+    print("|---|---|---|")
+    forward = timings["loss (network forward)"] - timings["schedules and noise levels"]
+    backward = timings["loss + gradient"] - timings["loss (network forward)"]
+    rows = {
+        "schedules and noise levels (RAPSD, spectral schedules, proposal)": timings[
+            "schedules and noise levels"
+        ],
+        "network forward + loss": forward,
+        "backward pass": backward,
+        "optimiser (clip + AdamW)": timings["optimiser update"],
+        "EMA": timings["EMA"],
+        "host work between steps (train() per step - step)": timings["train() per step"] - step,
+    }
+    for name, seconds in rows.items():
+        print(f"| {name} | {seconds * 1e3:.1f} ms | {seconds / step:.0%} |")
+    print(f"| whole step (one XLA program) | {step * 1e3:.1f} ms | 100% |")
+    print(f"| train() per step, for reference | {timings['train() per step'] * 1e3:.1f} ms | |")
+    by_phase, by_kind, total = op_profile()
+    print(f"\nOp-level trace of the whole step: {total:.0f} ms of kernel time per step\n")
+    print("| phase | kind of op | ms per step | share |")
+    print("|---|---|---|---|")
+    for (phase, kind), ms in sorted(by_kind.items(), key=lambda item: -item[1]):
+        print(f"| {phase} | {kind} | {ms:.1f} | {ms / total:.0%} |")
+
+
+if __name__ == "__main__":
+    main()
