@@ -55,7 +55,7 @@ def _jax_worker(repeats: int, sample_repeats: int) -> dict:
     sys.path.insert(0, str(HERE.parent))
     import spectral_diffusion as sd
     from reproduce._sampling import _sample_batch
-    from spectral_diffusion._compile import compiler_options
+    from spectral_diffusion._compile import filter_jit
     from spectral_diffusion.train import (
         PRESETS,
         Recipe,
@@ -87,8 +87,10 @@ def _jax_worker(repeats: int, sample_repeats: int) -> dict:
         warmup=1,
     )
 
-    @jax.jit(compiler_options=compiler_options())
-    def bare(knots, cond, z1):
+    # The same network calls in a bare loop; the denoiser is an argument, as in the
+    # sampler (closed over, its weights would be compile-time constants).
+    @filter_jit
+    def bare(denoise, knots, cond, z1):
         def one(knots, cond, z):
             lam = sd.PiecewiseLinear(knots).logsnr(1.0 - jnp.arange(NFE) / NFE)
             step = lambda z, lam_i: (0.5 * (z + denoise(z, lam_i, cond)), None)  # noqa: E731
@@ -97,7 +99,9 @@ def _jax_worker(repeats: int, sample_repeats: int) -> dict:
         return jax.vmap(one)(knots, cond, z1)
 
     bare_s = _median_seconds(
-        lambda: jax.block_until_ready(bare(schedules.knots, cond, z1)), sample_repeats, warmup=1
+        lambda: jax.block_until_ready(bare(denoise, schedules.knots, cond, z1)),
+        sample_repeats,
+        warmup=1,
     )
     params = sum(x.size for x in jax.tree.leaves(state.denoiser) if isinstance(x, jax.Array))
     return dict(train=train, sample=sample, bare=bare_s, params=int(params), batch=batch)

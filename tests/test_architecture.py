@@ -13,6 +13,7 @@ LAYERS = {
     "_custom_types": 0,
     "_checks": 0,
     "_io": 0,
+    "_compile": 0,
     "_spectrum": 1,
     "_inception": 1,
     "data": 1,

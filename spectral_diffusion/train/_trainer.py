@@ -182,6 +182,7 @@ def train(
     else:  # calling train() again (resume, more steps) reuses the compiled step
         train_step = _reused_step(make_train_step, config.to_json(), num_classes)
     base_key = jax.random.key(config.seed + 1)
+    step_key = jax.jit(jax.random.fold_in)  # op by op it cost 2.6 ms of host time a step
     per_host = config.data.batch_size // jax.process_count()
     host = slice(jax.process_index() * per_host, (jax.process_index() + 1) * per_host)
 
@@ -196,7 +197,7 @@ def train(
                 batch = batches[step]
                 images = jax.make_array_from_process_local_data(split, batch["image"][host])
                 labels = jax.make_array_from_process_local_data(split, batch["label"][host])
-                key = jax.random.fold_in(base_key, step)
+                key = step_key(base_key, step)
                 state, metrics = train_step(state, images, labels, key)
                 health = _watch(health, jnp.int32(step + 1), metrics, state.denoiser)
                 seen += config.data.batch_size

@@ -1,0 +1,126 @@
+"""Single kernels of the cpu preset's train step: XLA:CPU against PyTorch.
+
+    python benchmarks/bench_kernels.py
+
+The shapes that dominate the cpu preset's step (batch 32; see profile_train.py): the
+3x3 convolutions of the U-ViT's first up-stage block and of the stem stage, forward
+and forward + VJP (both gradients), compiled with XLA's defaults (YNNPACK
+convolutions), with the library's CPU `compiler_options` (XLA's own convolutions) and
+in PyTorch eager (oneDNN); and the transformer MLP's matmul and its weight-gradient
+matmul. One thread count (the machine's), medians of --repeats.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import torch
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from spectral_diffusion._compile import compiler_options  # noqa: E402
+
+
+CONVS = {  # (batch, size, c_in, c_out)
+    "3x3 conv 48 -> 16 ch at 32 px": (32, 32, 48, 16),
+    "3x3 conv 16 -> 16 ch at 32 px": (32, 32, 16, 16),
+    "3x3 conv 96 -> 32 ch at 16 px": (32, 16, 96, 32),
+}
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def conv_row(shape, repeats: int) -> list[float]:
+    batch, size, c_in, c_out = shape
+    keys = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(keys[0], (batch, size, size, c_in))
+    w = 0.1 * jax.random.normal(keys[1], (3, 3, c_in, c_out))
+    g = jax.random.normal(keys[2], (batch, size, size, c_out))
+
+    def conv(x, w):
+        numbers = ("NHWC", "HWIO", "NHWC")
+        return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=numbers)
+
+    def vjp(x, w):
+        return jax.vjp(conv, x, w)[1](g)
+
+    out = []
+    for options in (None, compiler_options()):
+        forward, backward = (jax.jit(f, compiler_options=options) for f in (conv, vjp))
+        out.append(median_ms(lambda: forward(x, w).block_until_ready(), repeats))
+        out.append(median_ms(lambda: jax.block_until_ready(backward(x, w)), repeats))
+    tx = torch.randn(batch, c_in, size, size, requires_grad=True)
+    tw = torch.randn(c_out, c_in, 3, 3, requires_grad=True)
+    tg = torch.randn(batch, c_out, size, size)
+
+    def torch_forward():
+        with torch.no_grad():
+            torch.nn.functional.conv2d(tx, tw, padding=1)
+
+    def torch_backward():
+        y = torch.nn.functional.conv2d(tx, tw, padding=1)
+        torch.autograd.grad(y, (tx, tw), tg)
+
+    out += [median_ms(torch_forward, repeats), median_ms(torch_backward, repeats)]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    print(
+        f"# bench_kernels — {len(os.sched_getaffinity(0))} threads, jax {jax.__version__}, "
+        f"torch {torch.__version__}\n"
+    )
+    print(
+        "| kernel (batch 32) | XLA default fwd | fwd + VJP | library options fwd | fwd + VJP "
+        "| PyTorch fwd | fwd + backward | library / PyTorch (fwd + bwd) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, shape in CONVS.items():
+        r = conv_row(shape, args.repeats)
+        cells = " | ".join(f"{v:.2f} ms" for v in r)
+        print(f"| {name} | {cells} | {r[3] / r[5]:.2f}x |")
+    a, b = jnp.ones((2048, 128)), jnp.ones((128, 512))
+    c = jnp.ones((2048, 512))
+    forward, weight_grad = jax.jit(lambda a, b: a @ b), jax.jit(lambda a, c: a.T @ c)
+    ta, tb, tc = torch.ones(2048, 128), torch.ones(128, 512), torch.ones(2048, 512)
+    flops = 2 * 2048 * 128 * 512
+    rows = {
+        "MLP matmul (2048 x 128) @ (128 x 512)": (
+            median_ms(lambda: forward(a, b).block_until_ready(), args.repeats),
+            median_ms(lambda: ta @ tb, args.repeats),
+        ),
+        "its weight gradient (2048 x 128)ᵀ @ (2048 x 512)": (
+            median_ms(lambda: weight_grad(a, c).block_until_ready(), args.repeats),
+            median_ms(lambda: ta.T @ tc, args.repeats),
+        ),
+    }
+    print("\n| matmul | XLA | PyTorch | XLA GFLOP/s | PyTorch GFLOP/s | XLA / PyTorch time |")
+    print("|---|---|---|---|---|---|")
+    for name, (mine, theirs) in rows.items():
+        print(
+            f"| {name} | {mine:.2f} ms | {theirs:.2f} ms | {flops / mine / 1e6:.0f} | "
+            f"{flops / theirs / 1e6:.0f} | {mine / theirs:.2f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()
