@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from ._checks import as_integer
 from ._compile import in_groups
 from ._nets._blocks import Conditioning
 from ._nets._denoiser import Denoiser
@@ -195,6 +196,7 @@ def batch_loss(
         trainer uses: see the Benchmarks page). 1 or a divisor of the batch size.
     """
     batch = x.shape[0]
+    groups = as_integer(groups, "groups", 1)
     t_key, eps_key, drop_key, net_key = jax.random.split(key, 4)
     levels = noise_levels(proposal, schedule, batch, key=t_key)
     eps = jax.random.normal(eps_key, x.shape, x.dtype)

@@ -53,6 +53,19 @@ def _image(shape=(3, 8, 8), value=0.5):
 _ORACLE = sd.GaussianSpectral(jnp.ones((1, 4, 4)))
 _SCHEDULE = sd.Cosine()
 _Z = jnp.ones((1, 4, 4))
+_DENOISER = sd.Denoiser(
+    sd.UViT(
+        in_channels=1,
+        image_size=4,
+        stage_channels=(4,),
+        dim=8,
+        depth=1,
+        num_heads=1,
+        key=jax.random.key(0),
+    )
+)
+_BATCH = jnp.zeros((4, 1, 4, 4))
+_LABELS = jnp.zeros(4, jnp.int32)
 
 
 def _denoise(z, lam, cond):
@@ -298,6 +311,24 @@ def _rows() -> list[Case]:
             lambda: sd.knots_to_unconstrained(jnp.array([0.0, 1.0, 2.0])),
             ValueError,
             "strictly decreasing",
+        ),
+        Case(
+            "sd.batch_loss(loss, denoiser, schedule, x, labels, key=..., groups=...)",
+            "`groups=0`",
+            lambda: sd.batch_loss(
+                sd.VLoss(), _DENOISER, _SCHEDULE, _BATCH, _LABELS, key=jax.random.key(0), groups=0
+            ),
+            ValueError,
+            "`groups` must be an integer >= 1",
+        ),
+        Case(
+            "sd.batch_loss(loss, denoiser, schedule, x, labels, key=..., groups=...)",
+            "`groups=3` for a batch of 4",
+            lambda: sd.batch_loss(
+                sd.VLoss(), _DENOISER, _SCHEDULE, _BATCH, _LABELS, key=jax.random.key(0), groups=3
+            ),
+            ValueError,
+            "`groups` 3 must divide the batch size 4",
         ),
         # Samplers ----------------------------------------------------------------
         Case(

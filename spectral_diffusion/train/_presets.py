@@ -61,7 +61,7 @@ def _imagenet(resolution: int, bias: float, stages: tuple[int, ...]) -> TrainCon
 #: Training presets by name: `cpu`, `imagenet128`, `imagenet256`, `imagenet512`.
 PRESETS: dict[str, TrainConfig] = {
     # Measured on the 2-core CI machine (batch 32 at 32 px, one train step): this
-    # 1.3M-parameter U-ViT 113 img/s (136 after the speed work measured by
+    # 1.3M-parameter U-ViT 113 img/s (136-152 after the speed work, measured by
     # benchmarks/bench_train.py); 2-stage (32, 64) U-ViT 38; a 1.4M U-Net with
     # base 32, mults (1, 2, 2) 65. Convolutions at full resolution dominate on CPU, so
     # the preset pushes the work into the transformer on 8 x 8 tokens: 2000 steps in

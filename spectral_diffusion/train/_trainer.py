@@ -46,8 +46,10 @@ def ema_decay(decay: float, step: Int[Array, "*shape"]) -> Float[Array, "*shape"
 def make_train_step(recipe: Recipe, num_classes: int) -> Callable:
     """The jitted step `(state, images, labels, key) -> (state, metrics)`: each batch's
     schedules (`recipe.schedule_for(images)`), the loss under the recipe's proposal, its
-    gradient, the optimiser update and the EMA, in one XLA program (on CPU compiled with
-    XLA's own convolutions rather than YNNPACK's: see the Benchmarks page)."""
+    gradient, the optimiser update and the EMA, in one XLA program. On one CPU device the
+    batch's losses are computed in independent groups and the program is compiled with
+    XLA's own convolutions rather than YNNPACK's (same values, faster: see the
+    Benchmarks page)."""
     config = recipe.config
 
     def train_step(state: TrainState, images, labels, key):
