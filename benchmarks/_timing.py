@@ -6,10 +6,12 @@ import time
 import jax
 
 
-def median_seconds(fn, *args, repeats: int) -> float:
-    """Median wall time of `fn(*args)` over `repeats` runs, after one warm-up run;
-    results are waited for with `jax.block_until_ready` (numpy results pass through)."""
-    jax.block_until_ready(fn(*args))
+def median_seconds(fn, *args, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of `fn(*args)` over `repeats` runs, after `warmup` runs;
+    results are waited for with `jax.block_until_ready` (numpy and PyTorch results,
+    computed eagerly, pass through)."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -12,14 +12,13 @@ matmul. One thread count (the machine's), medians of --repeats.
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import torch
+from _timing import median_seconds
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -35,14 +34,7 @@ CONVS = {  # (batch, size, c_in, c_out)
 
 
 def median_ms(fn, repeats: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return median_seconds(fn, repeats=repeats, warmup=2) * 1e3
 
 
 def conv_row(shape, repeats: int) -> list[float]:

@@ -24,28 +24,17 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from _timing import median_seconds
 
 
 HERE = Path(__file__).resolve().parent
 NFE = 32
 IMPLEMENTATIONS = ("jax", "port", "diffusers")
 TARGETS = {("train", 2): 1.2, ("train", 1): 1.0, ("sample", 2): 1.4, ("sample", 1): 1.4}
-
-
-def _median_seconds(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _jax_worker(repeats: int, sample_repeats: int) -> dict:
@@ -72,8 +61,8 @@ def _jax_worker(repeats: int, sample_repeats: int) -> dict:
     images = jnp.asarray(source.images[:batch])
     labels = jnp.asarray(source.labels[:batch])
     key = jax.random.key(0)
-    train = _median_seconds(
-        lambda: jax.block_until_ready(step(state, images, labels, key)[1]["loss"]), repeats
+    train = median_seconds(
+        lambda: step(state, images, labels, key)[1]["loss"], repeats=repeats, warmup=2
     )
 
     denoise = state.ema
@@ -81,10 +70,8 @@ def _jax_worker(repeats: int, sample_repeats: int) -> dict:
     cond = sd.Conditioning.of(schedules, labels)
     z1 = jax.random.normal(key, images.shape)
     sampler = _sample_batch()
-    sample = _median_seconds(
-        lambda: jax.block_until_ready(sampler(denoise, schedules.knots, cond, z1, NFE, None)),
-        sample_repeats,
-        warmup=1,
+    sample = median_seconds(
+        lambda: sampler(denoise, schedules.knots, cond, z1, NFE, None), repeats=sample_repeats
     )
 
     # The same network calls in a bare loop; the denoiser is an argument, as in the
@@ -98,10 +85,8 @@ def _jax_worker(repeats: int, sample_repeats: int) -> dict:
 
         return jax.vmap(one)(knots, cond, z1)
 
-    bare_s = _median_seconds(
-        lambda: jax.block_until_ready(bare(denoise, schedules.knots, cond, z1)),
-        sample_repeats,
-        warmup=1,
+    bare_s = median_seconds(
+        lambda: bare(denoise, schedules.knots, cond, z1), repeats=sample_repeats
     )
     params = sum(x.size for x in jax.tree.leaves(state.denoiser) if isinstance(x, jax.Array))
     return dict(train=train, sample=sample, bare=bare_s, params=int(params), batch=batch)
@@ -122,15 +107,28 @@ def _torch_worker(which: str, threads: int, repeats: int, sample_repeats: int) -
     batch = config.data.batch_size
     images = torch.from_numpy(np.asarray(source.images[:batch], np.float32))
     labels = torch.from_numpy(np.asarray(source.labels[:batch], np.int64))
-    net = (
-        TorchUViT(num_classes=source.num_classes)
-        if which == "port"
-        else DiffusersUNet(source.num_classes)
+    if which == "port":  # the preset's own network arguments
+        kwargs = dict(config.model.kwargs)
+        if kwargs.pop("dropout", 0.0):
+            raise ValueError("the PyTorch port has no dropout; the cpu preset uses none")
+        kwargs.update(image_size=config.data.image_size, num_classes=source.num_classes)
+        net = TorchUViT(**kwargs)
+    else:
+        net = DiffusersUNet(source.num_classes)
+    optim = config.optim
+    trainer = TorchTrainer(
+        net,
+        steps=config.steps,
+        learning_rate=optim.learning_rate,
+        warmup=optim.warmup_steps,
+        b2=optim.b2,
+        weight_decay=optim.weight_decay,
+        grad_clip=optim.grad_clip,
+        ema_decay=optim.ema_decay,
     )
-    trainer = TorchTrainer(net, steps=config.steps)
-    train = _median_seconds(lambda: trainer.train_step(images, labels), repeats)
+    train = median_seconds(lambda: trainer.train_step(images, labels), repeats=repeats, warmup=2)
     z1 = torch.randn_like(images)
-    sample = _median_seconds(lambda: trainer.ddim(z1, labels, NFE), sample_repeats, warmup=1)
+    sample = median_seconds(lambda: trainer.ddim(z1, labels, NFE), repeats=sample_repeats)
     return dict(train=train, sample=sample, params=num_parameters(net), batch=batch)
 
 

@@ -20,6 +20,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import equinox as eqx
 import jax
@@ -29,8 +30,7 @@ from _timing import median_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from spectral_diffusion._compile import batch_groups, filter_jit  # noqa: E402
-from spectral_diffusion._losses import batch_loss  # noqa: E402
+from spectral_diffusion._compile import filter_jit  # noqa: E402
 from spectral_diffusion._proposals import noise_levels  # noqa: E402
 from spectral_diffusion.train import (  # noqa: E402
     PRESETS,
@@ -42,30 +42,34 @@ from spectral_diffusion.train import (  # noqa: E402
 )
 
 
-def parts(repeats: int) -> dict[str, float]:
+def setup() -> SimpleNamespace:
+    """The cpu preset's recipe, state, jitted step and first batch, shared by both
+    measurements (one data load, one compilation of the step)."""
     config = PRESETS["cpu"]
     source = data_source(config)
     recipe, classes = Recipe(config, source), source.num_classes
-    state = init_state(config, classes)
     batch = config.data.batch_size
-    images = jnp.asarray(source.images[:batch])
-    labels = jnp.asarray(source.labels[:batch])
-    key = jax.random.key(0)
-    step = make_train_step(recipe, classes)
+    return SimpleNamespace(
+        config=config,
+        recipe=recipe,
+        classes=classes,
+        batch=batch,
+        state=init_state(config, classes),
+        step=make_train_step(recipe, classes),
+        images=jnp.asarray(source.images[:batch]),
+        labels=jnp.asarray(source.labels[:batch]),
+        key=jax.random.key(0),
+    )
+
+
+def parts(run: SimpleNamespace, repeats: int) -> dict[str, float]:
+    config, recipe, batch, state = run.config, run.recipe, run.batch, run.state
+    images, labels, key, step = run.images, run.labels, run.key, run.step
 
     def loss(denoiser, images, labels, key):
         schedule = recipe.schedule_for(images)
-        return batch_loss(
-            recipe.loss,
-            denoiser,
-            schedule,
-            images,
-            labels,
-            key=key,
-            label_dropout=config.label_dropout,
-            num_classes=classes,
-            proposal=recipe.proposal,
-            groups=batch_groups(batch),
+        return recipe.batch_loss(
+            denoiser, schedule, images, labels, key=key, num_classes=run.classes
         )
 
     @eqx.filter_jit
@@ -109,15 +113,9 @@ def parts(repeats: int) -> dict[str, float]:
     return out
 
 
-def op_profile(steps: int = 5) -> tuple[dict, dict, float]:
+def op_profile(run: SimpleNamespace, steps: int = 5) -> tuple[dict, dict, float]:
     """Thunk times per step from a perfetto trace: by phase and by (phase, op kind)."""
-    config = PRESETS["cpu"]
-    source = data_source(config)
-    state = init_state(config, source.num_classes)
-    step = make_train_step(Recipe(config, source), source.num_classes)
-    images = jnp.asarray(source.images[:32])
-    labels = jnp.asarray(source.labels[:32])
-    key = jax.random.key(0)
+    state, images, labels, key, step = run.state, run.images, run.labels, run.key, run.step
     hlo = step.top.lower(state, images, labels, key).compile().compiled.as_text()
     ops = {}
     for match in re.finditer(r"^\s+%(\S+) = \S+ [\w-]+\((.*)$", hlo, re.M):
@@ -157,7 +155,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     args = parser.parse_args()
-    timings = parts(args.repeats)
+    run = setup()
+    timings = parts(run, args.repeats)
     step = timings["whole step"]
     print(f"# profile_train — cpu preset, jax {jax.__version__}\n")
     print("| part (jitted alone) | time | share of the step |")
@@ -178,7 +177,7 @@ def main() -> None:
         print(f"| {name} | {seconds * 1e3:.1f} ms | {seconds / step:.0%} |")
     print(f"| whole step (one XLA program) | {step * 1e3:.1f} ms | 100% |")
     print(f"| train() per step, for reference | {timings['train() per step'] * 1e3:.1f} ms | |")
-    by_phase, by_kind, total = op_profile()
+    by_phase, by_kind, total = op_profile(run)
     print(f"\nOp-level trace of the whole step: {total:.0f} ms of kernel time per step\n")
     print("| phase | kind of op | ms per step | share |")
     print("|---|---|---|---|")

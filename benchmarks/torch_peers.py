@@ -121,19 +121,20 @@ class TransformerBlock(nn.Module):
 
 
 class TorchUViT(nn.Module):
-    """`spectral_diffusion.UViT` in PyTorch (NCHW; same defaults as the cpu preset)."""
+    """`spectral_diffusion.UViT` in PyTorch (NCHW; without dropout). Takes the same
+    keyword arguments, e.g. a preset's `model.kwargs`."""
 
     def __init__(
         self,
         *,
+        image_size,
+        stage_channels,
+        num_res_blocks,
+        dim,
+        depth,
+        num_heads,
+        num_classes,
         in_channels=3,
-        image_size=32,
-        stage_channels=(16, 32, 64),
-        num_res_blocks=1,
-        dim=128,
-        depth=4,
-        num_heads=4,
-        num_classes=1,
     ):
         super().__init__()
         embed_dim = 4 * stage_channels[0]
@@ -233,17 +234,18 @@ class TorchTrainer:
         self,
         net: nn.Module,
         *,
-        steps=2000,
-        learning_rate=1e-3,
-        warmup=100,
-        b2=0.99,
-        grad_clip=1.0,
-        ema_decay=0.999,
+        steps: int,
+        learning_rate: float,
+        warmup: int,
+        b2: float,
+        weight_decay: float,
+        grad_clip: float,
+        ema_decay: float,
     ):
         self.net = net
         self.ema = copy.deepcopy(net).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(
-            net.parameters(), lr=learning_rate, betas=(0.9, b2), weight_decay=0.0
+            net.parameters(), lr=learning_rate, betas=(0.9, b2), weight_decay=weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,

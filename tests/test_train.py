@@ -23,6 +23,7 @@ from spectral_diffusion.train import (
     Recipe,
     ScheduleConfig,
     TrainConfig,
+    _recipe,
     _trainer,
     data_source,
     init_state,
@@ -75,7 +76,6 @@ def test_resume_equals_uninterrupted(tmp_path):
 
 
 def test_sigterm_checkpoints_and_stops(tmp_path, monkeypatch):
-    from spectral_diffusion.train import _trainer
 
     real = _trainer.data_lib.training_batches
 
@@ -268,7 +268,7 @@ def _equinox_formulation(monkeypatch):
         if hasattr(_uvit, name):
             monkeypatch.setattr(_uvit, name, fn)
     monkeypatch.setattr(_compile, "compiler_options", lambda: None)
-    monkeypatch.setattr(_trainer, "batch_groups", lambda batch: 1)
+    monkeypatch.setattr(_recipe, "batch_groups", lambda batch: 1)
 
 
 def test_fast_layers_equal_equinox_layers():
@@ -309,7 +309,7 @@ def test_train_step_loss_curve_equals_the_equinox_formulation(monkeypatch):
 
     # The step as on one CPU device, batch 16 in two groups (the test session has four
     # host devices, where the trainer keeps one group).
-    monkeypatch.setattr(_trainer, "batch_groups", lambda batch: 2)
+    monkeypatch.setattr(_recipe, "batch_groups", lambda batch: 2)
     fast, fast_state = curve()
     _equinox_formulation(monkeypatch)
     reference, reference_state = curve()

@@ -16,9 +16,8 @@ from jaxtyping import Array, Float, Int
 from tqdm import tqdm
 
 from .. import data as data_lib
-from .._compile import batch_groups, filter_jit
+from .._compile import filter_jit
 from .._io import append_line, atomic_write_text
-from .._losses import batch_loss
 from ._checkpoints import (
     MIXTURE_FILE,
     TrainState,
@@ -56,17 +55,8 @@ def make_train_step(recipe: Recipe, num_classes: int) -> Callable:
         schedule = recipe.schedule_for(images)
 
         def objective(denoiser):
-            return batch_loss(
-                recipe.loss,
-                denoiser,
-                schedule,
-                images,
-                labels,
-                key=key,
-                label_dropout=config.label_dropout,
-                num_classes=num_classes,
-                proposal=recipe.proposal,
-                groups=batch_groups(images.shape[0]),
+            return recipe.batch_loss(
+                denoiser, schedule, images, labels, key=key, num_classes=num_classes
             )
 
         value, grads = eqx.filter_value_and_grad(objective)(state.denoiser)
