@@ -27,11 +27,58 @@ def spectral_errors(
     - `kl`: $\operatorname{mean}_k \tfrac12 (v_k/s_k - 1 - \log(v_k/s_k))$, the KL
       divergence $\mathrm{KL}(\mathcal N(0, v)\,\|\,\mathcal N(0, s))$ per dimension.
     """
-    axes = (-3, -2, -1)
+    return band_errors(generated, variances, None, axes=(-3, -2, -1))
+
+
+def band_errors(
+    generated: Float[Array, "..."],
+    variances: Float[Array, "..."],
+    weights: Float[Array, "..."] | None,
+    axes: tuple[int, ...],
+) -> dict[str, Float[Array, "..."]]:
+    """[`spectral_diffusion.spectral_errors`][] over `axes`, each band counted
+    `weights` times (`None`: once): a summary of many bands by fewer, weighted ones
+    gives the same sums. The log ratio is taken as a difference of logs, so extreme
+    variances stay finite."""
+    weights = jnp.ones_like(variances) if weights is None else weights
     ratio = generated / variances
-    w2 = jnp.sum((jnp.sqrt(generated) - jnp.sqrt(variances)) ** 2, axes) / jnp.sum(variances, axes)
-    kl = jnp.mean(0.5 * (ratio - 1.0 - jnp.log(ratio)), axes)
+    log_ratio = jnp.log(generated) - jnp.log(variances)
+    w2 = jnp.sum(weights * (jnp.sqrt(generated) - jnp.sqrt(variances)) ** 2, axes) / jnp.sum(
+        weights * variances, axes
+    )
+    kl = jnp.sum(weights * 0.5 * (ratio - 1.0 - log_ratio), axes) / jnp.sum(weights, axes)
     return {"w2": w2, "kl": kl}
+
+
+def ancestral_band_variance(
+    variances: Float[Array, "..."], logsnr_grid: Float[Array, " grid"], eta: RealScalar
+) -> Float[Array, "..."]:
+    r"""The recursion of [`spectral_diffusion.GaussianSpectral.ancestral_variance`][]
+    for bands of any shape along the sampling grid's logSNRs (noise to data).
+
+    Safe at extreme logSNRs: $\alpha$, $\sigma$ come from log-sigmoids, and the
+    deterministic share of each step, $\sqrt{\sigma_b^2 - c^2} =
+    \sigma_b \sqrt{1 - \eta^2 + \eta^2 e^{\lambda_a - \lambda_b}}$, is formed in
+    log space, so any finite grid gives finite values and gradients.
+    """
+    s = variances
+    lam = logsnr_grid
+    eta = jnp.asarray(eta, s.dtype)
+    log_eta2 = jnp.where(eta > 0, 2.0 * jnp.log(jnp.where(eta > 0, eta, 1.0)), -jnp.inf)
+    log_keep = jnp.log1p(-jnp.minimum(eta**2, 1.0))
+
+    def step(i, v):
+        alpha_a, sigma_a = alpha_sigma(lam[i])
+        alpha_b, sigma_b = alpha_sigma(lam[i + 1])
+        gap = lam[i] - lam[i + 1]
+        c2 = eta**2 * sigma_b**2 * -jnp.expm1(gap)
+        deterministic = sigma_b * jnp.exp(0.5 * jnp.logaddexp(log_keep, log_eta2 + gap))
+        m = (alpha_b * alpha_a * s + deterministic * sigma_a) / (alpha_a**2 * s + sigma_a**2)
+        return m**2 * v + c2
+
+    v = jax.lax.fori_loop(0, lam.shape[0] - 1, step, jnp.ones_like(s))
+    alpha_0, _ = alpha_sigma(lam[-1])
+    return v / alpha_0**2
 
 
 class GaussianSpectral(eqx.Module):
@@ -119,21 +166,7 @@ class GaussianSpectral(eqx.Module):
         num_steps = check_num_steps(num_steps)
         check_per_example(schedule)
         eta = as_real(eta, "eta", low=0.0, high=1.0)
-        lam = schedule.logsnr_grid(num_steps)
-        s = self.variances
-
-        def step(i, v):
-            alpha_a, sigma_a = alpha_sigma(lam[i])
-            alpha_b, sigma_b = alpha_sigma(lam[i + 1])
-            c2 = eta**2 * sigma_b**2 * -jnp.expm1(lam[i] - lam[i + 1])
-            m = (alpha_b * alpha_a * s + jnp.sqrt(sigma_b**2 - c2) * sigma_a) / (
-                alpha_a**2 * s + sigma_a**2
-            )
-            return m**2 * v + c2
-
-        v = jax.lax.fori_loop(0, num_steps, step, jnp.ones_like(s))
-        alpha_0, _ = alpha_sigma(lam[-1])
-        return v / alpha_0**2
+        return ancestral_band_variance(self.variances, schedule.logsnr_grid(num_steps), eta)
 
     def ddim_error(self, schedule: Schedule, num_steps: IntScalar) -> dict[str, Float[Array, ""]]:
         """Closed-form `{"w2", "kl"}` of DDIM (`eta=0`) sampling."""

@@ -17,13 +17,15 @@ def alpha_sigma(lam: LogSNR) -> tuple[Float[Array, "..."], Float[Array, "..."]]:
     r"""$(\alpha, \sigma)$ at logSNR $\lambda$: $\alpha^2 = \operatorname{sigmoid}(\lambda)$,
     $\sigma^2 = \operatorname{sigmoid}(-\lambda)$, so $\alpha^2 + \sigma^2 = 1$.
 
-    Computed through the sigmoid of $\pm\lambda$ rather than $1 - \alpha^2$, so
-    $\sigma$ keeps full relative precision at high logSNR. The one home of this
-    formula: schedules, losses, networks, samplers and the Gaussian oracle all call it.
-    Elementwise; keeps the dtype of `lam`.
+    Computed through the log-sigmoid of $\pm\lambda$ rather than $1 - \alpha^2$, so
+    $\sigma$ keeps full relative precision at high logSNR, and values and gradients
+    stay finite at any finite logSNR (where $\sqrt{\operatorname{sigmoid}}$ would
+    differentiate $\sqrt{0}$). The one home of this formula: schedules, losses,
+    networks, samplers and the Gaussian oracle all call it. Elementwise; keeps the
+    dtype of `lam`.
     """
     lam = jnp.asarray(lam)
-    return jnp.sqrt(jax.nn.sigmoid(lam)), jnp.sqrt(jax.nn.sigmoid(-lam))
+    return jnp.exp(0.5 * jax.nn.log_sigmoid(lam)), jnp.exp(0.5 * jax.nn.log_sigmoid(-lam))
 
 
 def check_num_steps(num_steps: IntScalar) -> int:
