@@ -45,6 +45,13 @@ from ._nets import (
     VPrediction as VPrediction,
     XPrediction as XPrediction,
 )
+from ._optimal import (
+    OPTIMAL_METRICS as OPTIMAL_METRICS,
+    OPTIMAL_SAMPLERS as OPTIMAL_SAMPLERS,
+    band_summary as band_summary,
+    optimal_schedule as optimal_schedule,
+    schedule_error as schedule_error,
+)
 from ._proposals import (
     NoiseLevel as NoiseLevel,
     Proposal as Proposal,

@@ -509,6 +509,49 @@ def _rows() -> list[Case]:
             ValueError,
             "`num_samples` must be an integer >= 2",
         ),
+        # Optimal schedules -------------------------------------------------------
+        Case(
+            "sd.optimal_schedule(oracle, num_steps)",
+            "a NaN spectrum",
+            lambda: sd.optimal_schedule(sd.GaussianSpectral(jnp.full((1, 4, 4), jnp.nan)), 4),
+            ValueError,
+            "`variances` must be finite and positive",
+        ),
+        Case(
+            "sd.optimal_schedule(oracle, num_steps)",
+            "`num_steps=0`",
+            lambda: sd.optimal_schedule(_ORACLE, 0),
+            ValueError,
+            "`num_steps` must be an integer >= 1",
+        ),
+        Case(
+            "sd.optimal_schedule(oracle, num_steps, metric=...)",
+            "unknown metric `'fid'`",
+            lambda: sd.optimal_schedule(_ORACLE, 4, metric="fid"),
+            ValueError,
+            "`metric` must be one of",
+        ),
+        Case(
+            "sd.optimal_schedule(oracle, num_steps, metric=...)",
+            "negative weight `{'kl': -1}`",
+            lambda: sd.optimal_schedule(_ORACLE, 4, metric={"kl": -1.0}),
+            ValueError,
+            r"`metric\['kl'\]` must be a number in \[0, inf\]",
+        ),
+        Case(
+            "sd.optimal_schedule(oracle, num_steps, sampler=...)",
+            "a sampler without a closed form (`'heun'`)",
+            lambda: sd.optimal_schedule(_ORACLE, 4, sampler="heun"),
+            ValueError,
+            "`sampler` must be one of",
+        ),
+        Case(
+            "sd.optimal_schedule(oracle, num_steps, num_knots=...)",
+            "`num_knots=1`",
+            lambda: sd.optimal_schedule(_ORACLE, 4, num_knots=1),
+            ValueError,
+            "`num_knots` must be an integer >= 2",
+        ),
         # Schedule mixtures -------------------------------------------------------
         Case(
             "sd.ScheduleMixture.fit(knots, labels, key=...)",

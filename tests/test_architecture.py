@@ -28,6 +28,7 @@ LAYERS = {
     "_diagnostics": 6,
     "_metrics": 6,
     "_classifier": 6,
+    "_optimal": 7,
     "metrics": 7,
     "train": 7,
     "__init__": 8,
