@@ -53,3 +53,39 @@ PRESETS = {
         monte_carlo_nfe=8,
     ),
 }
+
+
+@dataclass(frozen=True)
+class OptimalConfig:
+    """Presets of `python -m reproduce.optimal`."""
+
+    #: Image sizes in pixels (built-in photographs, never upsampled).
+    resolutions: tuple[int, ...]
+    #: Denoiser evaluations per sample.
+    nfes: tuple[int, ...]
+    #: Samplers with a differentiable closed form: "ddim", "ddpm".
+    samplers: tuple[str, ...]
+    #: What is minimised (and reported): "kl", "w2".
+    metrics: tuple[str, ...]
+    #: Adam iterations of `optimal_schedule`.
+    steps: int = 400
+    #: Base resolution of the shifted cosine and low end of the interpolated cosine.
+    shift_base: int = 64
+    interpolation_low: int = 32
+
+
+OPTIMAL_PRESETS = {
+    "cpu": OptimalConfig(
+        resolutions=(32, 64, 128, 256, 512),
+        nfes=(8, 16, 32),
+        samplers=("ddim", "ddpm"),
+        metrics=("kl", "w2"),
+    ),
+    "smoke": OptimalConfig(
+        resolutions=(32, 64),
+        nfes=(8,),
+        samplers=("ddim",),
+        metrics=("kl", "w2"),
+        steps=30,
+    ),
+}
