@@ -48,6 +48,25 @@ class Reference:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def class_oracles(self) -> sd.GaussianSpectral:
+        """One Gaussian oracle per class, batched `(num_classes, C, H, W)`: the mean
+        power spectrum of the class's training images plus the 8-bit floor (what
+        `GaussianSpectral.from_image` takes for one image)."""
+        if not hasattr(self, "_class_oracles"):
+            floor = sd.quantization_noise_power(sd.BITS)
+            means = []
+            for c in range(self.num_classes):
+                images = self.train_images[self.train_labels == c]
+                if len(images) == 0:
+                    raise ValueError(f"Class {c} has no training images: no mean spectrum.")
+                power = [
+                    np.asarray(sd.power_spectrum(images[i : i + 256]), np.float64).sum(0)
+                    for i in range(0, len(images), 256)
+                ]
+                means.append(np.sum(power, 0) / len(images) + floor)
+            self._class_oracles = sd.GaussianSpectral(np.stack(means).astype(np.float32))
+        return self._class_oracles
+
     def subset(self, n: int | None) -> np.ndarray:
         """Indices of `n` reference images (all for None), taken class by class in
         turn: the first of every class, then the second, and so on (class-balanced

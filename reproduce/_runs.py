@@ -27,7 +27,10 @@ from .configs.suite import SuiteConfig, with_config
 
 
 #: How a spectral (per-instance) run gets its schedules at generation time.
-GENERATIONS = ("mixture", "true", "mean")
+GENERATIONS = ("mixture", "true", "mean", "optimal")
+#: What the "optimal" generation minimises on each class's mean-spectrum oracle: the
+#: exact pixel-space Fréchet distance (relative W2) of DDIM at the sampling NFE.
+OPTIMAL_GENERATION = dict(sampler="ddim", metric="w2")
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,9 @@ class Variant:
     config: TrainConfig
     #: Spectral runs: "mixture" (drawn from the class-conditional mixture), "true"
     #: (each reference image's own schedule: an oracle), "mean" (the class's mean
-    #: schedule). Runs with a fixed schedule ignore it.
+    #: schedule), "optimal" (the oracle-optimal schedule of the class's mean power
+    #: spectrum at the sampling NFE, `optimal_knots`). Runs with a fixed schedule
+    #: ignore it.
     generation: str = "mixture"
     #: Classifier-free guidance scale (1 = none) and the logSNR interval it acts in
     #: (None = everywhere).
@@ -97,6 +102,8 @@ class Trained:
             raise ValueError(f"`generation` must be one of {GENERATIONS}, got {generation!r}.")
         if generation == "true":
             return self.true_knots(reference.images)
+        if generation == "optimal":
+            return optimal_knots(reference, nfe)[reference.labels]
         if generation == "mean":
             weights = jax.nn.softmax(self.mixture.log_weights, axis=-1)
             mean = jnp.einsum("ck,ckd->cd", weights, self.mixture.means)
@@ -117,6 +124,14 @@ class Trained:
         if step is None or step == self.config.steps:
             return self.denoiser
         return restore(self.workdir, step=step).ema
+
+
+def optimal_knots(reference: Reference, nfe: int) -> np.ndarray:
+    """Per class, the knots `(num_classes, nfe + 1)` of the schedule with the least
+    exact error (`OPTIMAL_GENERATION`) on the class's mean-spectrum Gaussian at `nfe`
+    (`sd.optimal_schedule`, from its default start)."""
+    optimum = sd.optimal_schedule(reference.class_oracles(), nfe, **OPTIMAL_GENERATION)
+    return np.asarray(optimum.knots)
 
 
 # ---------------------------------------------------------------- evaluation

@@ -17,7 +17,11 @@ the seeds and the random numbers (initial noise, labels, drawn schedules):
 - `baseline_on_spectral`: the baseline's model sampled along the spectral run's
   mixture schedules (the schedule at inference only);
 - `spectral_true`: the `spectral` model sampled along each reference image's own
-  schedule (an oracle: generation cannot know it).
+  schedule (an oracle: generation cannot know it);
+- `spectral_optimal`: the `spectral` model sampled along the Gaussian-oracle-optimal
+  DDIM schedule (least exact W2, `sd.optimal_schedule`) of each generated class's mean
+  training power spectrum, at the sampling NFE: does the oracle's optimum transfer to
+  a trained model?
 
 Samples are DDIM, one per held-out reference image, scored by Fréchet distance in
 the features of the data-set classifier (cpu; Inception on the paper preset), in
@@ -60,6 +64,7 @@ ARMS = (
     Arm("spectral_schedule_proposal", "spectral, t ~ U on own schedule in training", "claim"),
     Arm("baseline_on_spectral", "baseline model along spectral schedules", "claim"),
     Arm("spectral_true", "spectral, true schedules (oracle)", "none"),
+    Arm("spectral_optimal", "spectral model along oracle-optimal schedules", "claim"),
 )
 LABELS = {arm.name: arm.label for arm in ARMS}
 #: The arms with a trained model of their own (the others reuse one).
@@ -86,6 +91,7 @@ def arm_variants(config) -> dict[str, Variant]:
             schedules_from=config,
         ),
         "spectral_true": Variant("spectral_true", config, "true"),
+        "spectral_optimal": Variant("spectral_optimal", config, "optimal"),
     }
 
 
@@ -197,6 +203,12 @@ def claims(records: list[dict], nfes: tuple[int, ...]) -> dict:
                 entry["arms_vs_baseline"][arm.name] = interval(
                     [1 - other[s] / base[s] for s in paired]
                 )
+        # The transfer question: the same spectral model along the oracle's optimum
+        # instead of its own mixture schedules.
+        optimal = _full(records, "spectral_optimal", at, metric)
+        paired = sorted(set(optimal) & set(spectral))
+        if paired:
+            entry["optimal_vs_spectral"] = interval([1 - optimal[s] / spectral[s] for s in paired])
         result[metric] = entry
     return result
 
@@ -304,6 +316,15 @@ def markdown(runner: Runner, records: list[dict], claim: dict) -> str:
             f"baseline at NFE {target} ({c['baseline_at_target']:.4g}; per seed: "
             f"{per_seed}; above 0 means at least as good). **{half['verdict'].capitalize()}.**"
         )
+    for metric in ("fd", "pixel_fd"):
+        if "optimal_vs_spectral" in claim[metric]:
+            ci = claim[metric]["optimal_vs_spectral"]
+            lines.append(
+                f"- **{METRICS[metric]}, does the oracle's optimum transfer?** The spectral "
+                f"model along the oracle-optimal schedules of its classes' mean spectra has "
+                f"{_percent(ci)} lower FD at NFE {at} than along its own mixture schedules "
+                "(negative: worse)."
+            )
     lines += [
         "",
         f"Every arm against the baseline at NFE {at} (FD reduction, per-seed paired; "

@@ -125,6 +125,15 @@ def test_table1_plan_records_and_claims(smoke):
     at_full = {(r["variant"], r["seed"]): r["pixel_fd"] for r in records if r["nfe"] == at}
     for s in range(suite.seeds):
         assert at_full["baseline_on_spectral", s] != at_full["sid2_baseline", s]
+        # The transfer arm: the spectral model along other (oracle-optimal) schedules.
+        assert at_full["spectral_optimal", s] != at_full["spectral", s]
+    at_fd = {
+        (r["variant"], r["seed"]): r["fd"]
+        for r in records
+        if r["n"] == reference_n and r["nfe"] == at
+    }
+    expected = [1 - at_fd["spectral_optimal", s] / at_fd["spectral", s] for s in range(suite.seeds)]
+    np.testing.assert_allclose(claims["fd"]["optimal_vs_spectral"]["values"], expected)
 
 
 def test_verdicts_and_intervals():
