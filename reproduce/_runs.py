@@ -27,7 +27,7 @@ from .configs.suite import SuiteConfig, with_config
 
 
 #: How a spectral (per-instance) run gets its schedules at generation time.
-GENERATIONS = ("mixture", "true", "mean", "optimal")
+GENERATIONS = ("mixture", "true", "mean", "optimal", "optimal_fixed_ends")
 #: What the "optimal" generation minimises on each class's mean-spectrum oracle: the
 #: exact pixel-space Fréchet distance (relative W2) of DDIM at the sampling NFE.
 OPTIMAL_GENERATION = dict(sampler="ddim", metric="w2")
@@ -42,7 +42,9 @@ class Variant:
     #: Spectral runs: "mixture" (drawn from the class-conditional mixture), "true"
     #: (each reference image's own schedule: an oracle), "mean" (the class's mean
     #: schedule), "optimal" (the oracle-optimal schedule of the class's mean power
-    #: spectrum at the sampling NFE, `optimal_knots`). Runs with a fixed schedule
+    #: spectrum at the sampling NFE, `optimal_knots`), "optimal_fixed_ends" (the same,
+    #: started from the class's mean schedule and keeping its end points, so the
+    #: conditioning stays where the model was trained). Runs with a fixed schedule
     #: ignore it.
     generation: str = "mixture"
     #: Classifier-free guidance scale (1 = none) and the logSNR interval it acts in
@@ -104,13 +106,20 @@ class Trained:
             return self.true_knots(reference.images)
         if generation == "optimal":
             return optimal_knots(reference, nfe)[reference.labels]
+        if generation == "optimal_fixed_ends":
+            start = sd.PiecewiseLinear(self.class_mean_knots())
+            return optimal_knots(reference, nfe, start)[reference.labels]
         if generation == "mean":
-            weights = jax.nn.softmax(self.mixture.log_weights, axis=-1)
-            mean = jnp.einsum("ck,ckd->cd", weights, self.mixture.means)
-            knots = sd.knots_from_unconstrained(mean)
-            return np.asarray(knots)[reference.labels]
+            return self.class_mean_knots()[reference.labels]
         key = jax.random.key(20_000 + seed)
         return np.asarray(self.mixture.sample(reference.labels, key=key).knots)
+
+    def class_mean_knots(self) -> np.ndarray:
+        """Each class's mean schedule under the mixture (the mean of its unconstrained
+        coordinates), knots `(num_classes, K)`."""
+        weights = jax.nn.softmax(self.mixture.log_weights, axis=-1)
+        mean = jnp.einsum("ck,ckd->cd", weights, self.mixture.means)
+        return np.asarray(sd.knots_from_unconstrained(mean))
 
     def conditioning(self, knots: np.ndarray, labels: np.ndarray) -> sd.Conditioning:
         """The conditioning this run's denoiser was trained with, for examples of
@@ -126,11 +135,17 @@ class Trained:
         return restore(self.workdir, step=step).ema
 
 
-def optimal_knots(reference: Reference, nfe: int) -> np.ndarray:
+def optimal_knots(
+    reference: Reference, nfe: int, fixed_ends: sd.PiecewiseLinear | None = None
+) -> np.ndarray:
     """Per class, the knots `(num_classes, nfe + 1)` of the schedule with the least
     exact error (`OPTIMAL_GENERATION`) on the class's mean-spectrum Gaussian at `nfe`
-    (`sd.optimal_schedule`, from its default start)."""
-    optimum = sd.optimal_schedule(reference.class_oracles(), nfe, **OPTIMAL_GENERATION)
+    (`sd.optimal_schedule`): from its default start with free end points, or, given
+    one schedule per class, from those keeping their end points."""
+    options = dict(OPTIMAL_GENERATION)
+    if fixed_ends is not None:
+        options.update(init=fixed_ends, fix_ends=True)
+    optimum = sd.optimal_schedule(reference.class_oracles(), nfe, **options)
     return np.asarray(optimum.knots)
 
 

@@ -120,6 +120,48 @@ def share(records: list[dict], name: str, **where) -> float:
     return (cosine - error(name)) / (cosine - best)
 
 
+def summary(config: OptimalConfig, records: list[dict]) -> list[str]:
+    """Every schedule's error as a multiple of the per-image optimum's, for the first
+    sampler, at the smallest, a middle and the largest size and the fewest and most
+    steps: how far each one is from the limit."""
+    sampler = config.samplers[0]
+    sizes = sorted({config.resolutions[0], config.resolutions[len(config.resolutions) // 2]})
+    sizes = sorted({*sizes, config.resolutions[-1]})
+    nfes = sorted({min(config.nfes), max(config.nfes)})
+    columns = [(m, size, nfe) for m in config.metrics for size in sizes for nfe in nfes]
+
+    def error(name, metric, size, nfe):
+        return next(
+            r["error"]
+            for r in records
+            if (r["schedule"], r["sampler"], r["metric"], r["resolution"], r["nfe"])
+            == (name, sampler, metric, size, nfe)
+        )
+
+    lines = [
+        "",
+        f"## Summary: error relative to the per-image optimum ({sampler})",
+        "",
+        "Each schedule's mean error divided by the per-image optimum's (1 = the limit). "
+        "**Bold**: the best heuristic in each column.",
+        "",
+        "| schedule | " + " | ".join(f"{m.upper()} {s} px NFE {k}" for m, s, k in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    names = [n for n in ROWS if n != "optimal_per_image"]
+    ratio = {(n, c): error(n, *c) / error("optimal_per_image", *c) for n in names for c in columns}
+    best = {c: min(ratio[n, c] for n in names if n not in OPTIMA) for c in columns}
+    for name in names:
+        cells = [
+            f"**{ratio[name, c]:.1f}×**"
+            if name not in OPTIMA and ratio[name, c] == best[c]
+            else f"{ratio[name, c]:.1f}×"
+            for c in columns
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(config: OptimalConfig, records: list[dict], shapes: dict, seconds: float) -> str:
     lines = [
         "# Oracle-optimal schedules: how close every heuristic gets",
@@ -132,6 +174,7 @@ def markdown(config: OptimalConfig, records: list[dict], shapes: dict, seconds: 
         "per-image optimum, 0 = no better than cosine, negative = worse). **Bold**: the "
         "best heuristic in each column.",
     ]
+    lines += summary(config, records)
     for sampler in config.samplers:
         for metric in config.metrics:
             columns = [(size, nfe) for size in config.resolutions for nfe in config.nfes]

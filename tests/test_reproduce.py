@@ -133,7 +133,12 @@ def test_table1_plan_records_and_claims(smoke):
         if r["n"] == reference_n and r["nfe"] == at
     }
     expected = [1 - at_fd["spectral_optimal", s] / at_fd["spectral", s] for s in range(suite.seeds)]
-    np.testing.assert_allclose(claims["fd"]["optimal_vs_spectral"]["values"], expected)
+    transfer = claims["fd"]["optimal_vs_spectral"]["spectral_optimal"]["values"]
+    np.testing.assert_allclose(transfer, expected)
+    assert set(claims["fd"]["optimal_vs_spectral"]) == {
+        "spectral_optimal",
+        "spectral_optimal_fixed_ends",
+    }
 
 
 def test_verdicts_and_intervals():
