@@ -43,6 +43,13 @@ OPTIMA = ("optimal_per_image", "optimal_mean_spectrum")
 ROWS = (*OPTIMA, *SCHEDULES)
 
 
+def objective(metric: str) -> str | dict[str, float]:
+    """A metric name of the config as `optimal_schedule` takes it: "kl", "w2", or a
+    sum such as "kl+w2" (equal weights)."""
+    parts = metric.split("+")
+    return parts[0] if len(parts) == 1 else dict.fromkeys(parts, 1.0)
+
+
 def _errors(oracles, knots, sampler: str, nfe: int) -> dict[str, np.ndarray]:
     """Per-image exact `{"w2", "kl"}` of sampling along `knots` `(n, K + 1)`."""
     grid = sd.PiecewiseLinear.on_grid(sd.PiecewiseLinear(knots), nfe).knots
@@ -62,7 +69,7 @@ def records_at(config: OptimalConfig, size: int, images, progress) -> tuple[list
     for sampler in config.samplers:
         for metric in config.metrics:
             for nfe in config.nfes:
-                options = dict(sampler=sampler, metric=metric, steps=config.steps)
+                options = dict(sampler=sampler, metric=objective(metric), steps=config.steps)
                 per_image = sd.optimal_schedule(oracles, nfe, **options)
                 mean = sd.optimal_schedule(mean_oracle, nfe, **options)
                 knots = {
@@ -74,6 +81,7 @@ def records_at(config: OptimalConfig, size: int, images, progress) -> tuple[list
                     knots[name] = jnp.broadcast_to(grid, (n, nfe + 1))
                 for name in ROWS:
                     errors = _errors(oracles, knots[name], sampler, nfe)
+                    errors[metric] = sum(errors[part] for part in metric.split("+"))
                     records.append(
                         {
                             "resolution": size,
@@ -83,6 +91,9 @@ def records_at(config: OptimalConfig, size: int, images, progress) -> tuple[list
                             "schedule": name,
                             "error": float(errors[metric].mean()),
                             "per_image": errors[metric].tolist(),
+                            # Both metrics, whichever was optimised.
+                            "kl": float(errors["kl"].mean()),
+                            "w2": float(errors["w2"].mean()),
                         }
                     )
                 optimum = np.asarray(per_image.knots, np.float64)
@@ -122,11 +133,10 @@ def share(records: list[dict], name: str, **where) -> float:
 
 def summary(config: OptimalConfig, records: list[dict]) -> list[str]:
     """Every schedule's error as a multiple of the per-image optimum's, for the first
-    sampler, at the smallest, a middle and the largest size and the fewest and most
-    steps: how far each one is from the limit."""
+    sampler, at the smallest and the largest size and the fewest and most steps: how
+    far each one is from the limit."""
     sampler = config.samplers[0]
-    sizes = sorted({config.resolutions[0], config.resolutions[len(config.resolutions) // 2]})
-    sizes = sorted({*sizes, config.resolutions[-1]})
+    sizes = sorted({config.resolutions[0], config.resolutions[-1]})
     nfes = sorted({min(config.nfes), max(config.nfes)})
     columns = [(m, size, nfe) for m in config.metrics for size in sizes for nfe in nfes]
 
@@ -162,6 +172,49 @@ def summary(config: OptimalConfig, records: list[dict]) -> list[str]:
     return lines
 
 
+def cross_metric(config: OptimalConfig, records: list[dict]) -> list[str]:
+    """Each metric's optimum measured by both metrics, beside the heuristics: what
+    minimising one costs in the other."""
+    if not {"kl", "w2"} <= set(config.metrics):
+        return []
+    sampler = config.samplers[0]
+    sizes = sorted({config.resolutions[0], config.resolutions[-1]})
+    nfes = sorted({min(config.nfes), max(config.nfes)})
+    columns = [(size, nfe) for size in sizes for nfe in nfes]
+
+    def row(schedule, metric, size, nfe):
+        return next(
+            r
+            for r in records
+            if (r["schedule"], r["sampler"], r["metric"], r["resolution"], r["nfe"])
+            == (schedule, sampler, metric, size, nfe)
+        )
+
+    lines = [
+        "",
+        f"## Each optimum measured by both metrics ({sampler})",
+        "",
+        "KL / W2 of the per-image optimum for KL, the one for W2, and three heuristics.",
+        "",
+        "| schedule | " + " | ".join(f"{s} px NFE {k}: KL / W2" for s, k in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    entries = [
+        (f"optimal for {metric.upper()}", "optimal_per_image", metric) for metric in config.metrics
+    ] + [
+        ("spectral_mixed", "spectral_mixed", "kl"),
+        ("spectral_power", "spectral_power", "kl"),
+        ("edm", "edm", "kl"),
+    ]
+    for label, schedule, metric in entries:
+        cells = []
+        for size, nfe in columns:
+            r = row(schedule, metric, size, nfe)
+            cells.append(f"{r['kl']:.3g} / {r['w2']:.3g}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown(config: OptimalConfig, records: list[dict], shapes: dict, seconds: float) -> str:
     lines = [
         "# Oracle-optimal schedules: how close every heuristic gets",
@@ -175,6 +228,7 @@ def markdown(config: OptimalConfig, records: list[dict], shapes: dict, seconds: 
         "best heuristic in each column.",
     ]
     lines += summary(config, records)
+    lines += cross_metric(config, records)
     for sampler in config.samplers:
         for metric in config.metrics:
             columns = [(size, nfe) for size in config.resolutions for nfe in config.nfes]
@@ -233,12 +287,12 @@ def markdown(config: OptimalConfig, records: list[dict], shapes: dict, seconds: 
 
 
 def plot_schedules(config: OptimalConfig, shapes: dict, path: Path) -> None:
-    """Optimal λ(t) per image (DDIM, KL, the largest NFE) beside each image's spectral
-    (mixed) schedule and cosine, one panel per resolution."""
+    """Optimal λ(t) per image (first sampler, last metric, the largest NFE) beside
+    each image's spectral (mixed) schedule and cosine, one panel per resolution."""
     plt = pyplot()
     sizes = config.resolutions
     nfe = max(config.nfes)
-    sampler, metric = config.samplers[0], config.metrics[0]
+    sampler, metric = config.samplers[0], config.metrics[-1]
     fig, axes = plt.subplots(1, len(sizes), figsize=(3.4 * len(sizes), 3.2), sharey=True)
     axes = np.atleast_1d(axes)
     for ax, size in zip(axes, sizes):
@@ -289,7 +343,7 @@ def plot_share(config: OptimalConfig, records: list[dict], path: Path) -> None:
     from matplotlib.ticker import NullFormatter
 
     plt = pyplot()
-    sampler, metric = config.samplers[0], config.metrics[0]
+    sampler, metric = config.samplers[0], config.metrics[-1]
     fig, axes = plt.subplots(
         1, len(config.nfes), figsize=(4.2 * len(config.nfes), 3.4), sharey=True
     )

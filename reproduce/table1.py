@@ -19,7 +19,7 @@ the seeds and the random numbers (initial noise, labels, drawn schedules):
 - `spectral_true`: the `spectral` model sampled along each reference image's own
   schedule (an oracle: generation cannot know it);
 - `spectral_optimal`: the `spectral` model sampled along the Gaussian-oracle-optimal
-  DDIM schedule (least exact W2, `sd.optimal_schedule`) of each generated class's mean
+  DDIM schedule (least exact KL + W2, `sd.optimal_schedule`) of each generated class's mean
   training power spectrum, at the sampling NFE: does the oracle's optimum transfer to
   a trained model?
 - `spectral_optimal_fixed_ends`: the same optimisation started from each class's mean
