@@ -59,6 +59,9 @@ class Arm:
     #: Which of the claims' NFEs are scored on the whole reference set: "both" (32
     #: and 64), "claim" (32 only), "none".
     full: str
+    #: The NFEs of its sweep on the reduced subset: "all" of the suite's, or
+    #: "to_claim" (those up to the claim's NFE: 8, 16, 32 on the cpu preset).
+    sweep: str = "all"
 
 
 ARMS = (
@@ -67,11 +70,13 @@ ARMS = (
     Arm("spectral_schedule_proposal", "spectral, t ~ U on own schedule in training", "claim"),
     Arm("baseline_on_spectral", "baseline model along spectral schedules", "claim"),
     Arm("spectral_true", "spectral, true schedules (oracle)", "none"),
-    Arm("spectral_optimal", "spectral model along oracle-optimal schedules", "claim"),
+    # The transfer arms (Optimal schedules page): NFE 8-32 only, to hold the budget.
+    Arm("spectral_optimal", "spectral model along oracle-optimal schedules", "claim", "to_claim"),
     Arm(
         "spectral_optimal_fixed_ends",
         "spectral model along oracle-optimal schedules, its own end points",
         "claim",
+        "to_claim",
     ),
 )
 LABELS = {arm.name: arm.label for arm in ARMS}
@@ -112,6 +117,14 @@ def claim_nfes(nfes: tuple[int, ...]) -> tuple[int, int]:
     return at, 64 if 64 in nfes else max(nfes)
 
 
+def sweep_nfes(arm: Arm, nfes: tuple[int, ...]) -> tuple[int, ...]:
+    """The NFEs of `arm`'s sweep on the reduced subset."""
+    if arm.sweep == "all":
+        return nfes
+    at, _ = claim_nfes(nfes)
+    return tuple(k for k in nfes if k <= at)
+
+
 def plan(suite) -> list[tuple[Variant, int, int | None]]:
     """(variant, NFE, N) of every evaluation (N None = the whole reference set): the
     claims' NFEs on the whole set for every seed (both of them for the baseline and
@@ -130,7 +143,7 @@ def plan(suite) -> list[tuple[Variant, int, int | None]]:
             if config.seed < reduced_seeds:
                 sweep = [
                     (variants[arm.name], nfe, suite.reduced_n)
-                    for nfe in suite.nfes
+                    for nfe in sweep_nfes(arm, suite.nfes)
                     if suite.reduced_n is not None or nfe not in full
                 ]
                 out += sweep

@@ -97,8 +97,11 @@ def test_table1_plan_records_and_claims(smoke):
         (arm.name, s, n)
         for arm in table1.ARMS
         for s in range(suite.reduced_seeds)
-        for n in suite.nfes
+        for n in table1.sweep_nfes(arm, suite.nfes)
     )
+    # The transfer arms sweep up to the claim's NFE only.
+    transfer = next(a for a in table1.ARMS if a.name == "spectral_optimal")
+    assert table1.sweep_nfes(transfer, (8, 16, 32, 64, 128)) == (8, 16, 32)
     assert len(records) == len(table1.plan(suite))
     for r in records:
         assert all(np.isfinite(r[m]) and r[m] >= 0 for m in table1.METRICS)
