@@ -68,7 +68,9 @@ def page(out: Path, preset: str, argv: list[str], seconds: float | None, images:
         raise ValueError(f"No results in {out}: run the modules first.")
     module_seconds = sum(r["meta"]["seconds"] for r in found.values())
     if seconds is None:
-        seconds, cached = module_seconds, " of computation"
+        # Each module's JSON records its own last invocation, which re-times only
+        # what it computed (cached training runs and evaluations cost ~0).
+        seconds, cached = module_seconds, " in the module runs that last wrote the results"
     elif module_seconds > 0.5 * seconds:
         cached = ""
     else:

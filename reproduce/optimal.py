@@ -218,11 +218,13 @@ def cross_metric(config: OptimalConfig, records: list[dict]) -> list[str]:
     return lines
 
 
-def markdown(config: OptimalConfig, records: list[dict], shapes: dict, seconds: float) -> str:
+def markdown(
+    config: OptimalConfig, records: list[dict], shapes: dict, seconds: float, command: str
+) -> str:
     lines = [
         "# Oracle-optimal schedules: how close every heuristic gets",
         "",
-        f"`python -m reproduce.optimal` ({seconds:.0f} s). Exact sampling error (mean over "
+        f"`{command}` ({seconds:.0f} s). Exact sampling error (mean over "
         "the built-in photographs at each size, each its own Gaussian) of the per-image "
         "optimum, the optimum for the mean spectrum, and every heuristic; in brackets "
         "each one's share of the achievable reduction over cosine, "
@@ -402,7 +404,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "optimal.json", result)
-    atomic_write_text(args.out / "optimal.md", markdown(config, records, shapes, seconds))
+    command = result["meta"]["command"]
+    atomic_write_text(args.out / "optimal.md", markdown(config, records, shapes, seconds, command))
     plot_schedules(config, shapes, args.out / "optimal_schedules.png")
     plot_share(config, records, args.out / "optimal_share.png")
     print(
