@@ -32,7 +32,7 @@ GENERATIONS = ("mixture", "true", "mean", "optimal", "optimal_fixed_ends")
 #: exact KL plus relative W2 of DDIM at the sampling NFE. Either alone is degenerate
 #: (Optimal schedules page): the KL optimum leaves the strong low frequencies wrong,
 #: the W2 optimum the weak high ones.
-OPTIMAL_GENERATION = dict(sampler="ddim", metric={"kl": 1.0, "w2": 1.0})
+OPTIMAL_GENERATION = dict(sampler="ddim", metric="kl+w2")
 
 
 @dataclass(frozen=True)

@@ -43,13 +43,6 @@ OPTIMA = ("optimal_per_image", "optimal_mean_spectrum")
 ROWS = (*OPTIMA, *SCHEDULES)
 
 
-def objective(metric: str) -> str | dict[str, float]:
-    """A metric name of the config as `optimal_schedule` takes it: "kl", "w2", or a
-    sum such as "kl+w2" (equal weights)."""
-    parts = metric.split("+")
-    return parts[0] if len(parts) == 1 else dict.fromkeys(parts, 1.0)
-
-
 def _errors(oracles, knots, sampler: str, nfe: int) -> dict[str, np.ndarray]:
     """Per-image exact `{"w2", "kl"}` of sampling along `knots` `(n, K + 1)`."""
     grid = sd.PiecewiseLinear.on_grid(sd.PiecewiseLinear(knots), nfe).knots
@@ -70,7 +63,7 @@ def records_at(config: OptimalConfig, size: int, images, progress) -> tuple[list
     for sampler in config.samplers:
         for metric in config.metrics:
             for nfe in config.nfes:
-                options = dict(sampler=sampler, metric=objective(metric), steps=config.steps)
+                options = dict(sampler=sampler, metric=metric, steps=config.steps)
                 # One call for the images and the mean spectrum: one compilation.
                 both = sd.optimal_schedule(together, nfe, **options)
                 per_image = sd.PiecewiseLinear(both.knots[:n])

@@ -46,6 +46,7 @@ from ._nets import (
     XPrediction as XPrediction,
 )
 from ._optimal import (
+    DEFAULT_METRIC as DEFAULT_METRIC,
     OPTIMAL_METRICS as OPTIMAL_METRICS,
     OPTIMAL_SAMPLERS as OPTIMAL_SAMPLERS,
     band_summary as band_summary,

@@ -27,8 +27,13 @@ from ._schedules import EDM, PiecewiseLinear, Schedule, check_num_steps, time_gr
 #: Samplers with a differentiable closed form, by name: the `eta` of
 #: [`spectral_diffusion.ddim`][] (0 is DDIM, 1 is DDPM ancestral sampling).
 OPTIMAL_SAMPLERS = {"ddim": 0.0, "ddpm": 1.0}
-#: Error measures of [`spectral_diffusion.spectral_errors`][].
+#: Error measures of [`spectral_diffusion.spectral_errors`][]; `metric` also takes
+#: their sum, `"kl+w2"`, or a mapping from them to weights.
 OPTIMAL_METRICS = ("kl", "w2")
+#: The default objective. Either measure alone has a degenerate optimum: KL's
+#: leaves the few strong low-frequency bands far off (it grows only logarithmically
+#: when a band's variance is too small), W2's the many weak high-frequency ones.
+DEFAULT_METRIC = "kl+w2"
 #: Above this many bands the optimiser works on a weighted summary of them (equal
 #: bins in log variance); the final choice is always made on the exact error.
 DEFAULT_BANDS = 4096
@@ -37,8 +42,13 @@ DEFAULT_BANDS = 4096
 def _metric_weights(metric: str | Mapping[str, RealScalar]) -> tuple[tuple[str, float], ...]:
     """`metric` as static `(name, weight)` pairs."""
     if isinstance(metric, str):
-        check_choice(metric, "metric", dict.fromkeys(OPTIMAL_METRICS))
-        return ((metric, 1.0),)
+        names = metric.split("+")
+        if not all(name in OPTIMAL_METRICS for name in names) or len(set(names)) < len(names):
+            raise ValueError(
+                f"`metric` must be one of {list(OPTIMAL_METRICS)}, their sum 'kl+w2', or a "
+                f"mapping from them to non-negative weights; got {metric!r}."
+            )
+        return tuple(sorted((name, 1.0) for name in names))
     if not isinstance(metric, Mapping) or not metric:
         raise ValueError(
             f"`metric` must be one of {list(OPTIMAL_METRICS)} or a mapping from them to "
@@ -95,7 +105,7 @@ def schedule_error(
     num_steps: IntScalar,
     *,
     sampler: str = "ddim",
-    metric: str | Mapping[str, RealScalar] = "kl",
+    metric: str | Mapping[str, RealScalar] = DEFAULT_METRIC,
 ) -> Float[Array, ""]:
     """The exact error of sampling `oracle` along `schedule` in `num_steps` steps: what
     [`spectral_diffusion.optimal_schedule`][] minimises, differentiable in the
@@ -107,8 +117,8 @@ def schedule_error(
     - `schedule`: one schedule (not batched).
     - `num_steps`: NFE $N \\geq 1$.
     - `sampler`: `"ddim"` or `"ddpm"`.
-    - `metric`: `"kl"`, `"w2"`, or a mapping from them to non-negative weights
-        (their weighted sum).
+    - `metric`: `"kl"`, `"w2"`, their sum `"kl+w2"` (the default), or a mapping from
+        them to non-negative weights (the weighted sum).
     """
     if not isinstance(oracle, GaussianSpectral):
         raise ValueError(f"`oracle` must be a GaussianSpectral, got {type(oracle).__name__}.")
@@ -171,7 +181,7 @@ def optimal_schedule(
     num_steps: IntScalar,
     *,
     sampler: str = "ddim",
-    metric: str | Mapping[str, RealScalar] = "kl",
+    metric: str | Mapping[str, RealScalar] = DEFAULT_METRIC,
     num_knots: IntScalar | None = None,
     init: Schedule | None = None,
     steps: IntScalar = 400,
@@ -199,16 +209,19 @@ def optimal_schedule(
         `GaussianSpectral.from_image(x)`).
     - `num_steps`: the sampler's NFE $N \geq 1$.
     - `sampler`: `"ddim"` (`eta = 0`) or `"ddpm"` (ancestral, `eta = 1`).
-    - `metric`: `"kl"` (KL per dimension), `"w2"` (relative $W_2^2$), or a mapping
-        from them to non-negative weights: the weighted sum.
+    - `metric`: `"kl"` (KL per dimension), `"w2"` (relative $W_2^2$), their sum
+        `"kl+w2"` (the default), or a mapping from them to non-negative weights (the
+        weighted sum). Either measure alone has a degenerate optimum: KL's leaves the
+        strong low frequencies far off, W2's the weak high ones (see the Optimal
+        schedules page).
     - `num_knots`: $K + 1 \geq 2$ knots of the result; default $N + 1$, one per grid
         time, which is every degree of freedom an $N$-step sampler has.
-    - `init`: the starting schedule (default: [`spectral_diffusion.EDM`][]),
-        sampled at the knots' times. The start matters: from the cosine schedule,
-        and sometimes from the spectral ones, Adam stalls on a plateau (KL about
-        0.03 at NFE 8, 5–25× above what it reaches from EDM) that EDM's start
-        avoids on every photograph we tried; one for every spectrum, or one
-        per spectrum of a batched oracle (the same batch shape).
+    - `init`: the starting schedule, one for every spectrum or one per spectrum of
+        a batched oracle (the same batch shape), sampled at the knots' times.
+        Default: [`spectral_diffusion.EDM`][]. The start matters: from the cosine
+        schedule, and sometimes from the spectral ones, Adam stalls on a plateau
+        (KL about 0.03 at NFE 8, 5–25× above what it reaches from EDM) that EDM's
+        start avoided on every photograph we tried.
     - `steps`: optimiser iterations ($\geq 0$; 0 returns `init` on the knots).
     - `learning_rate`: Adam's step size in the unconstrained coordinates.
     - `bands`: above this many bands the iterations use a weighted summary of the

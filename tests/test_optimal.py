@@ -62,9 +62,15 @@ def test_optimum_beats_its_initialisation_and_every_builtin_schedule(
 
 def test_schedule_error_is_the_closed_form_error(oracle):
     schedule = sd.EDM()
-    assert float(sd.schedule_error(oracle, schedule, 8)) == pytest.approx(
-        float(oracle.ddim_error(schedule, 8)["kl"]), rel=1e-5
+    errors = oracle.ddim_error(schedule, 8)
+    assert float(sd.schedule_error(oracle, schedule, 8, metric="kl")) == pytest.approx(
+        float(errors["kl"]), rel=1e-5
     )
+    # The default, KL + W2, and the same as a mapping.
+    total = float(errors["kl"] + errors["w2"])
+    assert float(sd.schedule_error(oracle, schedule, 8)) == pytest.approx(total, rel=1e-5)
+    as_mapping = sd.schedule_error(oracle, schedule, 8, metric={"w2": 1, "kl": 1})
+    assert float(as_mapping) == pytest.approx(total, rel=1e-5)
     mixed = sd.schedule_error(oracle, schedule, 8, sampler="ddpm", metric={"kl": 1, "w2": 2})
     errors = oracle.ancestral_error(schedule, 8)
     assert float(mixed) == pytest.approx(float(errors["kl"] + 2 * errors["w2"]), rel=1e-5)
