@@ -31,7 +31,8 @@ GENERATIONS = ("mixture", "true", "mean", "optimal", "optimal_fixed_ends")
 #: What the "optimal" generations minimise on each class's mean-spectrum oracle: the
 #: exact KL plus relative W2 of DDIM at the sampling NFE. Either alone is degenerate
 #: (Optimal schedules page): the KL optimum leaves the strong low frequencies wrong,
-#: the W2 optimum the weak high ones.
+#: the W2 optimum the weak high ones. Cached evaluations are keyed by the variant,
+#: not by this setting: after changing it, delete those arms' files in DIR/evals.
 OPTIMAL_GENERATION = dict(sampler="ddim", metric="kl+w2")
 
 
