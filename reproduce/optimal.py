@@ -35,7 +35,7 @@ from ._io import (
     save_figure,
 )
 from .configs.oracle import OPTIMAL_PRESETS, OptimalConfig
-from .oracle import SCHEDULES, _closed_form, schedules_at
+from .oracle import SCHEDULES, _closed_form, find_record, schedules_at
 
 
 #: The two optima, then the heuristics of the oracle benchmark.
@@ -115,11 +115,7 @@ def share(records: list[dict], name: str, **where) -> float:
     """`name`'s share of the achievable reduction over cosine (mean errors)."""
 
     def error(schedule):
-        return next(
-            r["error"]
-            for r in records
-            if r["schedule"] == schedule and all(r[k] == v for k, v in where.items())
-        )
+        return find_record(records, schedule=schedule, **where)["error"]
 
     cosine, best = error("cosine"), error("optimal_per_image")
     if cosine - best <= 0:
@@ -137,12 +133,8 @@ def summary(config: OptimalConfig, records: list[dict]) -> list[str]:
     columns = [(m, size, nfe) for m in config.metrics for size in sizes for nfe in nfes]
 
     def error(name, metric, size, nfe):
-        return next(
-            r["error"]
-            for r in records
-            if (r["schedule"], r["sampler"], r["metric"], r["resolution"], r["nfe"])
-            == (name, sampler, metric, size, nfe)
-        )
+        where = dict(schedule=name, sampler=sampler, metric=metric, resolution=size, nfe=nfe)
+        return find_record(records, **where)["error"]
 
     lines = [
         "",
@@ -179,12 +171,8 @@ def cross_metric(config: OptimalConfig, records: list[dict]) -> list[str]:
     columns = [(size, nfe) for size in sizes for nfe in nfes]
 
     def row(schedule, metric, size, nfe):
-        return next(
-            r
-            for r in records
-            if (r["schedule"], r["sampler"], r["metric"], r["resolution"], r["nfe"])
-            == (schedule, sampler, metric, size, nfe)
-        )
+        where = dict(schedule=schedule, sampler=sampler, metric=metric, resolution=size, nfe=nfe)
+        return find_record(records, **where)
 
     lines = [
         "",

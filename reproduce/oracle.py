@@ -173,7 +173,8 @@ def monte_carlo_records(config: OracleConfig, size: int, images, key) -> list[di
     return records
 
 
-def _value(records, **where) -> dict:
+def find_record(records, **where) -> dict:
+    """The first record whose fields equal `where`."""
     return next(r for r in records if all(r[k] == v for k, v in where.items()))
 
 
@@ -194,7 +195,7 @@ def summary(config: OracleConfig, records: list[dict]) -> list[str]:
             (sampler, size, nfe) for sampler in config.samplers for size in sizes for nfe in nfes
         ]
         table = {
-            (name, column): _value(
+            (name, column): find_record(
                 records,
                 sampler=column[0],
                 resolution=column[1],
