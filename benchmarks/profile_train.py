@@ -113,8 +113,10 @@ def parts(run: SimpleNamespace, repeats: int) -> dict[str, float]:
     return out
 
 
-def op_profile(run: SimpleNamespace, steps: int = 5) -> tuple[dict, dict, float]:
-    """Thunk times per step from a perfetto trace: by phase and by (phase, op kind)."""
+def op_profile(run: SimpleNamespace, steps: int = 5) -> tuple[dict, dict, dict, float]:
+    """Thunk times per step from a perfetto trace: by phase, by (phase, op kind), and
+    by the JAX operation a kernel came from (the batch groups' copies of one layer's
+    kernel add up under its operation)."""
     state, images, labels, key, step = run.state, run.images, run.labels, run.key, run.step
     hlo = step.top.lower(state, images, labels, key).compile().compiled.as_text()
     ops = {}
@@ -128,7 +130,7 @@ def op_profile(run: SimpleNamespace, steps: int = 5) -> tuple[dict, dict, float]
                 jax.block_until_ready(step(state, images, labels, key))
         trace = next(Path(trace_dir).rglob("perfetto_trace.json.gz"))
         events = json.load(gzip.open(trace))["traceEvents"]
-    by_phase, by_kind = collections.Counter(), collections.Counter()
+    by_phase, by_kind, by_op = collections.Counter(), collections.Counter(), collections.Counter()
     for event in events:
         if event.get("ph") != "X" or event["name"] not in ops:
             continue
@@ -148,17 +150,12 @@ def op_profile(run: SimpleNamespace, steps: int = 5) -> tuple[dict, dict, float]
             )
         by_phase[phase] += event["dur"] / 1e3 / steps
         by_kind[phase, kind] += event["dur"] / 1e3 / steps
-    return by_phase, by_kind, sum(by_phase.values())
+        by_op[op_name or event["name"]] += event["dur"] / 1e3 / steps
+    return by_phase, by_kind, by_op, sum(by_phase.values())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9)
-    args = parser.parse_args()
-    run = setup()
-    timings = parts(run, args.repeats)
+def print_parts(timings: dict[str, float]) -> None:
     step = timings["whole step"]
-    print(f"# profile_train — cpu preset, jax {jax.__version__}\n")
     print("| part (jitted alone) | time | share of the step |")
     print("|---|---|---|")
     forward = timings["loss (network forward)"] - timings["schedules and noise levels"]
@@ -177,12 +174,36 @@ def main() -> None:
         print(f"| {name} | {seconds * 1e3:.1f} ms | {seconds / step:.0%} |")
     print(f"| whole step (one XLA program) | {step * 1e3:.1f} ms | 100% |")
     print(f"| train() per step, for reference | {timings['train() per step'] * 1e3:.1f} ms | |")
-    by_phase, by_kind, total = op_profile(run)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--top", type=int, default=15, help="kernels listed one by one")
+    parser.add_argument(
+        "--kernels-only", action="store_true", help="skip the parts; only the op trace"
+    )
+    args = parser.parse_args()
+    run = setup()
+    print(f"# profile_train — cpu preset, jax {jax.__version__}\n")
+    if not args.kernels_only:
+        print_parts(parts(run, args.repeats))
+    by_phase, by_kind, by_op, total = op_profile(run)
     print(f"\nOp-level trace of the whole step: {total:.0f} ms of kernel time per step\n")
     print("| phase | kind of op | ms per step | share |")
     print("|---|---|---|---|")
     for (phase, kind), ms in sorted(by_kind.items(), key=lambda item: -item[1]):
         print(f"| {phase} | {kind} | {ms:.1f} | {ms / total:.0%} |")
+    print(f"\nThe {args.top} most expensive operations of the step (all their kernels)\n")
+    print("| JAX operation | ms per step | share |")
+    print("|---|---|---|")
+    for op_name, ms in by_op.most_common(args.top):
+        print(f"| `{_short(op_name)}` | {ms:.2f} | {ms / total:.1%} |")
+
+
+def _short(op_name: str, keep: int = 90) -> str:
+    """The end of a JAX op path (the part that names the layer), cut to `keep` chars."""
+    return op_name if len(op_name) <= keep else "…" + op_name[-keep:]
 
 
 if __name__ == "__main__":
