@@ -286,6 +286,22 @@ def test_fast_layers_equal_equinox_layers():
     )
 
 
+def test_group_norm_equals_equinox_group_norm():
+    # 64 channels: 32 groups of 2, so the per-group mean is shared across channels; an
+    # offset mean and a non-trivial affine map, which the folded scale/shift must keep.
+    from spectral_diffusion._nets._blocks import GroupNorm
+
+    keys = jax.random.split(jax.random.key(1), 3)
+    x = 3.0 + 2.0 * jax.random.normal(keys[0], (6, 5, 64))
+    weight, bias = jax.random.normal(keys[1], (64,)), jax.random.normal(keys[2], (64,))
+    norm = eqx.tree_at(lambda n: (n.weight, n.bias), GroupNorm(64), (weight, bias))
+    reference = eqx.tree_at(
+        lambda n: (n.weight, n.bias), eqx.nn.GroupNorm(norm.groups, 64), (weight, bias)
+    )
+    expected = jnp.transpose(reference(jnp.transpose(x, (2, 0, 1))), (1, 2, 0))
+    np.testing.assert_allclose(norm(x), expected, atol=1e-5)
+
+
 def test_train_step_loss_curve_equals_the_equinox_formulation(monkeypatch):
     config = dataclasses.replace(
         TINY,

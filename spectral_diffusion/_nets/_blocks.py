@@ -231,10 +231,15 @@ class GroupNorm(eqx.Module):
             per_channel = jnp.mean(values, axis=0).reshape(self.groups, -1)
             return jnp.repeat(jnp.mean(per_channel, axis=1), channels // self.groups)
 
-        centred = flat - group_mean(flat)[None]
-        variance = group_mean(centred**2)
-        out = (centred * jax.lax.rsqrt(variance + self.eps)[None]).reshape(x.shape)
-        return _per_channel(self.weight, out) * out + _per_channel(self.bias, out)
+        mean = group_mean(flat)
+        variance = group_mean((flat - mean[None]) ** 2)
+        # The normalisation and the affine map folded into one per-channel scale and
+        # shift, computed on (C,) vectors, so the feature map gets one multiply-add (the
+        # unfolded chain, fused with the FiLM and SiLU after it, cost the cpu preset's
+        # step 4%: 201.5 vs 192.9 ms, see the Benchmarks page). Parameters unchanged.
+        scale = self.weight * jax.lax.rsqrt(variance + self.eps)
+        shift = self.bias - mean * scale
+        return x * _per_channel(scale, x) + _per_channel(shift, x)
 
 
 def zeroed(module, where):
