@@ -123,13 +123,18 @@ def share(records: list[dict], name: str, **where) -> float:
     return (cosine - error(name)) / (cosine - best)
 
 
+def _summary_axes(config: OptimalConfig) -> tuple[str, list[int], list[int]]:
+    """The summary tables' sampler (the first), sizes (smallest and largest) and NFEs
+    (fewest and most)."""
+    sizes = sorted({config.resolutions[0], config.resolutions[-1]})
+    return config.samplers[0], sizes, sorted({min(config.nfes), max(config.nfes)})
+
+
 def summary(config: OptimalConfig, records: list[dict]) -> list[str]:
     """Every schedule's error as a multiple of the per-image optimum's, for the first
     sampler, at the smallest and the largest size and the fewest and most steps: how
     far each one is from the limit."""
-    sampler = config.samplers[0]
-    sizes = sorted({config.resolutions[0], config.resolutions[-1]})
-    nfes = sorted({min(config.nfes), max(config.nfes)})
+    sampler, sizes, nfes = _summary_axes(config)
     columns = [(m, size, nfe) for m in config.metrics for size in sizes for nfe in nfes]
 
     def error(name, metric, size, nfe):
@@ -165,9 +170,7 @@ def cross_metric(config: OptimalConfig, records: list[dict]) -> list[str]:
     minimising one costs in the other."""
     if not {"kl", "w2"} <= set(config.metrics):
         return []
-    sampler = config.samplers[0]
-    sizes = sorted({config.resolutions[0], config.resolutions[-1]})
-    nfes = sorted({min(config.nfes), max(config.nfes)})
+    sampler, sizes, nfes = _summary_axes(config)
     columns = [(size, nfe) for size in sizes for nfe in nfes]
 
     def row(schedule, metric, size, nfe):
