@@ -267,6 +267,8 @@ def _equinox_formulation(monkeypatch):
         monkeypatch.setattr(_blocks, name, fn)
         if hasattr(_uvit, name):
             monkeypatch.setattr(_uvit, name, fn)
+    # GroupNorm then FiLM applied in turn, each on the feature map.
+    monkeypatch.setattr(_blocks.FiLM, "after", lambda film, norm, x, e: film(norm(x), e))
     monkeypatch.setattr(_compile, "compiler_options", lambda: None)
     monkeypatch.setattr(_recipe, "batch_groups", lambda batch: 1)
 
@@ -300,6 +302,45 @@ def test_group_norm_equals_equinox_group_norm():
     )
     expected = jnp.transpose(reference(jnp.transpose(x, (2, 0, 1))), (1, 2, 0))
     np.testing.assert_allclose(norm(x), expected, atol=1e-5)
+
+
+def test_film_after_group_norm_equals_the_two_in_turn():
+    # The folded per-channel scale and shift, and the barrier's custom VJP: values and
+    # gradients (with respect to the input, both layers' parameters and the embedding)
+    # equal GroupNorm then FiLM on the feature map, under vmap as in the networks.
+    from spectral_diffusion._nets._blocks import FiLM, GroupNorm
+
+    keys = jax.random.split(jax.random.key(2), 5)
+    x = 1.5 + 2.0 * jax.random.normal(keys[0], (3, 4, 5, 64))
+    embedding = jax.random.normal(keys[1], (3, 8))
+    norm = eqx.tree_at(
+        lambda n: (n.weight, n.bias),
+        GroupNorm(64),
+        (jax.random.normal(keys[2], (64,)), jax.random.normal(keys[3], (64,))),
+    )
+    film = FiLM(8, 64, key=keys[4])
+    film = eqx.tree_at(lambda f: f.linear.weight, film, jax.random.normal(keys[4], (128, 8)))
+
+    def folded(norm, film, x, e):
+        return film.after(norm, x, e)
+
+    def in_turn(norm, film, x, e):
+        return film(norm(x), e)
+
+    def outputs_and_gradients(fn):
+        def loss(args):
+            out = jax.vmap(fn, in_axes=(None, None, 0, 0))(*args)
+            return jnp.sum(jnp.sin(out)), out
+
+        grads, out = eqx.filter_jit(eqx.filter_grad(loss, has_aux=True))((norm, film, x, embedding))
+        return out, grads
+
+    (got_out, got), (want_out, want) = outputs_and_gradients(folded), outputs_and_gradients(in_turn)
+    assert float(jnp.std(want_out)) > 1.0  # FiLM does modulate: not the identity
+    np.testing.assert_allclose(got_out, want_out, rtol=1e-5, atol=1e-5)
+    assert len(leaves(got)) == 6  # both layers' weight and bias, x and the embedding
+    for a, b in zip(leaves(got), leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_train_step_loss_curve_equals_the_equinox_formulation(monkeypatch):
