@@ -4,8 +4,10 @@ port, to show where the train step's gap to PyTorch sits.
     pip install -e '.[dev,bench]' && python benchmarks/bench_layers.py --threads 1
 
 Each residual block of the down and up stages, one transformer block, and the whole
-network, at the shapes the cpu preset gives them (its batch, 32): `sum(sin(output))`
-differentiated with respect to the block's parameters and its input, jitted with the
+network, at the shapes the cpu preset gives them (its batch, 32): the backward pass
+of a fixed random cotangent (`sum(cotangent * output)` differentiated; PyTorch's
+`output.backward(cotangent)`) with respect to the block's parameters and its input
+(the whole network: its parameters), jitted with the
 library's CPU compiler options and `vmap` over the batch (no batch groups, so the
 figures compare one program per block); the port's blocks (`torch_peers.TorchUViT`)
 eager, NCHW. One process pinned to --threads cores; medians of --repeats.
@@ -52,21 +54,26 @@ def main() -> None:
         return median_seconds(fn, repeats=args.repeats, warmup=3) * 1e3
 
     def jax_block(block, shape, call) -> float:
-        def loss(block, x, e):
-            return jnp.sum(jnp.sin(jax.vmap(call, in_axes=(None, 0, 0))(block, x, e)))
+        def loss(block_and_input, e, cotangent):  # differentiated with respect to both
+            block, x = block_and_input
+            return jnp.sum(cotangent * jax.vmap(call, in_axes=(None, 0, 0))(block, x, e))
 
         grad = eqx.filter_jit(eqx.filter_grad(loss), compiler_options=compiler_options())
         x = jax.random.normal(jax.random.key(1), (batch, *shape))
         e = jax.random.normal(jax.random.key(2), (batch, embedding_dim))
-        return ms(lambda: grad(block, x, e))
+        out = eqx.filter_eval_shape(jax.vmap(call, in_axes=(None, 0, 0)), block, x, e)
+        cotangent = jax.random.normal(jax.random.key(3), out.shape)
+        return ms(lambda: grad((block, x), e, cotangent))
 
     def torch_block(block, shape) -> float:
         x = torch.randn(batch, *shape, requires_grad=True)
         e = torch.randn(batch, embedding_dim)
+        cotangent = torch.randn_like(block(x, e))
 
         def step():
             block.zero_grad()
-            torch.sin(block(x, e)).sum().backward()
+            x.grad = None
+            block(x, e).backward(cotangent)
 
         return ms(step)
 
@@ -127,11 +134,12 @@ def main() -> None:
     z = jax.random.normal(jax.random.key(3), (batch, 3, size, size))
     lam = jnp.linspace(-5.0, 5.0, batch)
 
-    def network_loss(net, z, lam, cond):
-        return jnp.sum(jnp.sin(jax.vmap(net)(z, lam, cond)))
+    def network_loss(net, z, lam, cond, cotangent):
+        return jnp.sum(cotangent * jax.vmap(net)(z, lam, cond))
 
     grad = eqx.filter_jit(eqx.filter_grad(network_loss), compiler_options=compiler_options())
-    j = ms(lambda: grad(net, z, lam, cond))
+    cotangent = jax.random.normal(jax.random.key(4), z.shape)
+    j = ms(lambda: grad(net, z, lam, cond, cotangent))
     inputs = (
         torch.randn(batch, 3, size, size),
         torch.linspace(-5.0, 5.0, batch),
@@ -140,9 +148,11 @@ def main() -> None:
         torch.full((batch,), -10.0),
     )
 
+    cotangent = torch.randn(batch, 3, size, size)
+
     def port_step():
         port.zero_grad()
-        torch.sin(port(*inputs)).sum().backward()
+        port(*inputs).backward(cotangent)
 
     t = ms(port_step)
     print(f"| whole network | {j:.1f} ms | {t:.1f} ms | {j / t:.2f} |")
