@@ -347,6 +347,11 @@ def upsample(x: Float[Array, "h w C"]) -> Float[Array, "H W C"]:
     return jnp.repeat(jnp.repeat(x, 2, axis=0), 2, axis=1)
 
 
+def _identity_matmul(x):
+    eye = jnp.eye(x.shape[-1], dtype=x.dtype)
+    return jnp.matmul(x, eye, precision=jax.lax.Precision.HIGHEST)
+
+
 @jax.custom_vjp
 def gradient_barrier(x: Float[Array, "..."]) -> Float[Array, "..."]:
     """The identity, whose cotangent XLA must compute before using it.
@@ -366,16 +371,10 @@ def _barrier_fwd(x):
 
 
 def _barrier_bwd(_, cotangent):
-    eye = jnp.eye(cotangent.shape[-1], dtype=cotangent.dtype)
-    return (jnp.matmul(cotangent, eye, precision=jax.lax.Precision.HIGHEST),)
+    return (_identity_matmul(cotangent),)
 
 
 gradient_barrier.defvjp(_barrier_fwd, _barrier_bwd)
-
-
-def _identity_matmul(x):
-    eye = jnp.eye(x.shape[-1], dtype=x.dtype)
-    return jnp.matmul(x, eye, precision=jax.lax.Precision.HIGHEST)
 
 
 @jax.custom_vjp
@@ -396,11 +395,7 @@ def _vector_barrier_fwd(x):
     return _identity_matmul(x), None
 
 
-def _vector_barrier_bwd(_, cotangent):
-    return (_identity_matmul(cotangent),)
-
-
-vector_barrier.defvjp(_vector_barrier_fwd, _vector_barrier_bwd)
+vector_barrier.defvjp(_vector_barrier_fwd, _barrier_bwd)  # the same backward pass
 
 
 def split_key(key: PRNGKeyArray | None, num: int) -> list[PRNGKeyArray | None]:
