@@ -164,8 +164,15 @@ class FiLM(eqx.Module):
     def __call__(
         self, h: Float[Array, "... C"], embedding: Float[Array, " E"]
     ) -> Float[Array, "... C"]:
-        gamma, beta = jnp.split(dense(self.linear, embedding), 2)
+        gamma, beta = self.modulation(embedding)
         return h * (1.0 + _per_channel(gamma, h)) + _per_channel(beta, h)
+
+    def modulation(
+        self, embedding: Float[Array, " E"]
+    ) -> tuple[Float[Array, " C"], Float[Array, " C"]]:
+        r"""$(\gamma(c), \beta(c))$, one value per channel each."""
+        gamma, beta = jnp.split(dense(self.linear, embedding), 2)
+        return gamma, beta
 
     def after(
         self, norm: "GroupNorm", x: Float[Array, "... C"], embedding: Float[Array, " E"]
@@ -173,7 +180,7 @@ class FiLM(eqx.Module):
         """`self(norm(x), embedding)`, with the normalisation and the modulation folded
         into one per-channel scale and shift: the feature map gets one multiply-add."""
         scale, shift = norm.scale_shift(x)
-        gamma, beta = jnp.split(dense(self.linear, embedding), 2)
+        gamma, beta = self.modulation(embedding)
         return channel_affine(x, scale * (1.0 + gamma), shift * (1.0 + gamma) + beta)
 
 
