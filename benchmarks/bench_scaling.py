@@ -32,6 +32,7 @@ from spectral_diffusion.train import (  # noqa: E402
     Recipe,
     data_source,
     init_state,
+    keep_host_memory,
     make_train_step,
 )
 
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--max-pixels", type=int, default=128 * 128 * 32)
     parser.add_argument("--out", type=Path, default=Path("scaling.png"))
     args = parser.parse_args()
+    keep_host_memory()  # as train() does on CPU, before any computation
     results = args.out.with_suffix(".json")
     rows = json.loads(results.read_text()) if results.is_file() else []
     done = {(row["resolution"], row["batch"]) for row in rows}

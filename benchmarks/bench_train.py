@@ -15,6 +15,9 @@ many cores, PyTorch with `torch.set_num_threads`):
    and against a bare jitted `lax.scan` making the same 32 network calls per example
    (the sampler's overhead ratio, target <= 1.10).
 
+Every worker first calls `spectral_diffusion.train.keep_host_memory()`, as `train()`
+does on CPU (`--allocator system` keeps glibc's defaults, for both peers alike).
+
 Prints img/s, ratios (this library over each peer) and whether the targets hold:
 training >= 1.2x the port at 2 threads and >= 1.0x at 1 thread, sampling >= 1.4x.
 Medians of --repeats timings (DDIM: of --sample-repeats).
@@ -134,6 +137,11 @@ def _torch_worker(which: str, threads: int, repeats: int, sample_repeats: int) -
 
 def _worker(args) -> None:
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.threads]))
+    if args.allocator == "kept":  # as train() sets it; before any computation, both peers
+        sys.path.insert(0, str(HERE.parent))
+        from spectral_diffusion.train import keep_host_memory
+
+        keep_host_memory()  # a no-op off glibc (macOS): both peers keep the system's
     if args.worker == "jax":
         result = _jax_worker(args.repeats, args.sample_repeats)
     else:
@@ -153,6 +161,8 @@ def _run(which: str, threads: int, args) -> dict:
         str(args.repeats),
         "--sample-repeats",
         str(args.sample_repeats),
+        "--allocator",
+        args.allocator,
     ]
     out = subprocess.run(command, capture_output=True, text=True, cwd=HERE)
     if out.returncode:
@@ -166,6 +176,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--sample-repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
+    parser.add_argument(
+        "--allocator",
+        choices=("kept", "system"),
+        default="kept",
+        help="kept: every worker (JAX and PyTorch alike) first calls "
+        "spectral_diffusion.train.keep_host_memory(), as train() does; system: glibc's "
+        "defaults",
+    )
     parser.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -178,7 +196,7 @@ def main() -> None:
     results = {(w, n): _run(w, n, args) for n in args.threads for w in IMPLEMENTATIONS}
     print(
         f"# bench_train — {platform.machine()}, {os.cpu_count()} cores, "
-        f"jax {jax.__version__}, torch {torch.__version__}\n"
+        f"jax {jax.__version__}, torch {torch.__version__}, allocator {args.allocator}\n"
     )
     params = {w: results[w, args.threads[0]]["params"] for w in IMPLEMENTATIONS}
     batch = results["jax", args.threads[0]]["batch"]

@@ -37,6 +37,7 @@ from spectral_diffusion.train import (  # noqa: E402
     Recipe,
     data_source,
     init_state,
+    keep_host_memory,
     make_train_step,
     train,
 )
@@ -184,6 +185,7 @@ def main() -> None:
         "--kernels-only", action="store_true", help="skip the parts; only the op trace"
     )
     args = parser.parse_args()
+    keep_host_memory()  # as train() does on CPU, before any computation
     run = setup()
     print(f"# profile_train — cpu preset, jax {jax.__version__}\n")
     if not args.kernels_only:

@@ -180,8 +180,11 @@ def test_trained_model_plugs_into_every_sampler(tmp_path):
     assert all(bool(a == b) for a, b in zip(unconditional, null, strict=True))
 
 
-def test_cli(tmp_path):
+def test_cli(tmp_path, monkeypatch):
     from spectral_diffusion.train.__main__ import load_config, main
+
+    kept = []  # train() on the CPU backend keeps freed host memory for the next step
+    monkeypatch.setattr(_trainer, "keep_host_memory", lambda: kept.append(True))
 
     assert load_config("cpu").data.image_size == 32
     for name in ("imagenet128", "imagenet256", "imagenet512"):
@@ -196,6 +199,7 @@ def test_cli(tmp_path):
     )
     main(["--config", str(path), "--workdir", str(tmp_path / "run")])
     assert int(restore(tmp_path / "run").step) == 1
+    assert kept == [True]
 
 
 def test_ema_warms_up_and_tracks_the_trained_parameters(tmp_path):

@@ -1,6 +1,7 @@
 """Training: typed config, the recipe a config describes, checkpoints and the
 data-parallel loop."""
 
+from .._compile import keep_host_memory as keep_host_memory
 from ._checkpoints import (
     TrainState as TrainState,
     init_state as init_state,

@@ -16,7 +16,7 @@ from jaxtyping import Array, Float, Int
 from tqdm import tqdm
 
 from .. import data as data_lib
-from .._compile import filter_jit
+from .._compile import filter_jit, keep_host_memory
 from .._io import append_line, atomic_write_text
 from ._checkpoints import (
     MIXTURE_FILE,
@@ -48,7 +48,8 @@ def make_train_step(recipe: Recipe, num_classes: int) -> Callable:
     gradient, the optimiser update and the EMA, in one XLA program. On one CPU device the
     batch's losses are computed in independent groups and the program is compiled with
     XLA's own convolutions rather than YNNPACK's (same values, faster: see the
-    Benchmarks page)."""
+    Benchmarks page). In a loop of your own on CPU, call
+    [`spectral_diffusion.train.keep_host_memory`][] first, as `train` does."""
     config = recipe.config
 
     def train_step(state: TrainState, images, labels, key):
@@ -117,7 +118,8 @@ def train(
     the end, and when SIGTERM or SIGINT arrives. Resuming continues from the latest
     checkpoint and gives the same parameters as an uninterrupted run: step $i$'s batch
     and key are fixed functions of `config.seed` and $i$. Metrics go to
-    `workdir/metrics.jsonl`.
+    `workdir/metrics.jsonl`. On the CPU backend it first calls
+    [`spectral_diffusion.train.keep_host_memory`][] (process-wide allocator settings).
 
     **Arguments:**
 
@@ -132,6 +134,8 @@ def train(
     """
     if config.distributed:
         jax.distributed.initialize()
+    if jax.default_backend() == "cpu":
+        keep_host_memory()  # XLA:CPU's per-step buffers on mapped pages: 20% of a step
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     total = config.steps if steps is None else steps
