@@ -111,8 +111,8 @@ def keep_host_memory() -> bool:
     (`M_TRIM_THRESHOLD`), so each step reuses the pages the previous one freed.
 
     The cost is memory: it applies to the whole process, cannot be undone, and memory
-    freed later stays with the process (the cpu preset's training process holds 2.2
-    GiB instead of 1.8 GiB, steady over the run). No result changes. Blocks over 64
+    freed later stays with the process (the cpu preset's training process holds 2,183
+    MiB instead of 1,763 MiB, steady over the run). No result changes. Blocks over 64
     MiB that XLA allocates from its worker threads still get fresh pages (glibc's
     per-thread heaps are at most 64 MiB; at 128 px the step gains 10% rather than 20%).
     `MALLOC_ARENA_MAX=1` in the environment would cover them, but one arena for all
