@@ -11,10 +11,16 @@ from spectral_diffusion import _compile
 
 
 # A program with two 16 MiB intermediates XLA must materialise (4,096 pages each), run
-# 5 times after 4 warm-up runs; prints the minor page faults per run.
+# 5 times after 4 warm-up runs; prints the minor page faults per run. It runs on the
+# calling thread (no async dispatch), whose heap glibc grows without limit: with async
+# dispatch, which of XLA's threads (each with its own heap of at most 64 MiB) runs a
+# call varies with the machine's load, and under the test suite's load the probe's
+# count did too (kept faults 3,278 of 8,201 a run). The cpu preset's train step
+# measured 0-136 faults a step with two of them training side by side.
 _PROBE = """
 import resource, sys
 import jax, jax.numpy as jnp
+jax.config.update("jax_cpu_enable_async_dispatch", False)
 from spectral_diffusion.train import keep_host_memory
 if sys.argv[1] == "kept":
     assert keep_host_memory()
