@@ -44,7 +44,6 @@ def _jax_worker(repeats: int, sample_repeats: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    sys.path.insert(0, str(HERE.parent))
     import spectral_diffusion as sd
     from reproduce._sampling import _sample_batch
     from spectral_diffusion._compile import filter_jit
@@ -100,7 +99,6 @@ def _torch_worker(which: str, threads: int, repeats: int, sample_repeats: int) -
     import torch
     from torch_peers import DiffusersUNet, TorchTrainer, TorchUViT, num_parameters
 
-    sys.path.insert(0, str(HERE.parent))
     from spectral_diffusion.train import PRESETS, data_source
 
     torch.set_num_threads(threads)
@@ -137,8 +135,8 @@ def _torch_worker(which: str, threads: int, repeats: int, sample_repeats: int) -
 
 def _worker(args) -> None:
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.threads]))
+    sys.path.insert(0, str(HERE.parent))  # spectral_diffusion, for both workers
     if args.allocator == "kept":  # as train() sets it; before any computation, both peers
-        sys.path.insert(0, str(HERE.parent))
         from spectral_diffusion.train import keep_host_memory
 
         keep_host_memory()  # a no-op off glibc (macOS): both peers keep the system's
