@@ -10,7 +10,8 @@ of a fixed random cotangent (`sum(cotangent * output)` differentiated; PyTorch's
 (the whole network: its parameters), jitted with the
 library's CPU compiler options and `vmap` over the batch (no batch groups, so the
 figures compare one program per block); the port's blocks (`torch_peers.TorchUViT`)
-eager, NCHW. One process pinned to --threads cores; medians of --repeats.
+eager, NCHW. One process pinned to --threads cores; medians of --repeats; glibc's
+allocator keeps freed memory (`keep_host_memory`), as in `train()`.
 """
 
 import argparse
@@ -38,8 +39,9 @@ def main() -> None:
 
     import spectral_diffusion as sd
     from spectral_diffusion._compile import compiler_options
-    from spectral_diffusion.train import PRESETS, init_state
+    from spectral_diffusion.train import PRESETS, init_state, keep_host_memory
 
+    keep_host_memory()  # as train() and the other benchmarks do, for both peers
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config, classes = PRESETS["cpu"], 15

@@ -108,15 +108,20 @@ def keep_host_memory() -> bool:
     page fault the kernel first fills with zeros: 48,000 faults a step, and the step
     took 188 ms instead of 149 ms on 2 cores (see the Benchmarks page). This turns off
     `mmap` for large blocks (`M_MMAP_MAX = 0`) and returning freed memory to the system
-    (`M_TRIM_THRESHOLD`), so each step reuses the pages the previous one freed.
+    (`M_TRIM_THRESHOLD = -1`), so each step reuses the pages the previous one freed.
 
     The cost is memory: it applies to the whole process, cannot be undone, and memory
     freed later stays with the process (the cpu preset's training process holds 2,183
     MiB instead of 1,763 MiB, steady over the run). No result changes. Blocks over 64
-    MiB that XLA allocates from its worker threads still get fresh pages (glibc's
-    per-thread heaps are at most 64 MiB; at 128 px the step gains 10% rather than 20%).
-    `MALLOC_ARENA_MAX=1` in the environment would cover them, but one arena for all
-    threads made the cpu preset's step slower (235 ms), so it is not set here.
+    MiB that XLA allocates from its worker threads still get fresh pages: glibc's
+    per-thread heaps are at most 64 MiB and it maps larger blocks for them whatever
+    `M_MMAP_MAX` says. `MALLOC_ARENA_MAX=1` in the environment would cover them, but
+    one arena for all threads made the cpu preset's step slower (235 ms), so it is not
+    set here. Programs with such blocks (a large batch or resolution, no batch groups)
+    can run on the calling thread instead, whose heap has no such limit:
+    `jax.config.update("jax_cpu_enable_async_dispatch", False)` before JAX's first
+    computation (measured on the Benchmarks page: it helps some programs and slows
+    others, so it is left to the user).
 
     **Returns:**
 
@@ -136,5 +141,9 @@ def keep_host_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    settings = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
+    # A trim threshold of -1 turns trimming off altogether (mallopt(3)); the largest
+    # positive value, 2**31 - 1, still returned everything above 2 GiB, which the 128 px
+    # step frees and maps again on every step (2.4 million faults a step; 1.1 million
+    # with trimming off, from the per-thread heaps below).
+    settings = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
     return all([mallopt(*setting) == 1 for setting in settings])  # 1: success
