@@ -11,7 +11,11 @@ of a fixed random cotangent (`sum(cotangent * output)` differentiated; PyTorch's
 library's CPU compiler options and `vmap` over the batch (no batch groups, so the
 figures compare one program per block); the port's blocks (`torch_peers.TorchUViT`)
 eager, NCHW. One process pinned to --threads cores; medians of --repeats; glibc's
-allocator keeps freed memory (`keep_host_memory`), as in `train()`.
+allocator keeps freed memory (`keep_host_memory`), as in `train()`, and JAX runs each
+program on the calling thread (no async dispatch): the whole network without batch
+groups has blocks over 64 MiB, which glibc maps afresh on every call when one of XLA's
+worker threads allocates them (52,000 page faults a call), while the train step's
+batch groups keep its blocks under that. `--async-dispatch` keeps JAX's default.
 """
 
 import argparse
@@ -24,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--async-dispatch", action="store_true", help="JAX's default")
     args = parser.parse_args()
     # Before JAX and PyTorch start their thread pools.
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.threads]))
@@ -33,6 +38,8 @@ def main() -> None:
     import jax.numpy as jnp
     import torch
     from _timing import median_seconds
+
+    jax.config.update("jax_cpu_enable_async_dispatch", args.async_dispatch)  # before use
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from torch_peers import TorchUViT
@@ -111,6 +118,7 @@ def main() -> None:
 
     print(
         f"# bench_layers — {args.threads} thread(s), "
+        f"{'async' if args.async_dispatch else 'no async'} dispatch, "
         f"jax {jax.__version__}, torch {torch.__version__}\n"
     )
     print(f"| block (batch {batch}) | JAX fwd + bwd | PyTorch port fwd + bwd | JAX / PyTorch |")

@@ -144,6 +144,6 @@ def keep_host_memory() -> bool:
     # A trim threshold of -1 turns trimming off altogether (mallopt(3)); the largest
     # positive value, 2**31 - 1, still returned everything above 2 GiB, which the 128 px
     # step frees and maps again on every step (2.4 million faults a step; 1.1 million
-    # with trimming off, from the per-thread heaps below).
+    # with trimming off).
     settings = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))
     return all([mallopt(*setting) == 1 for setting in settings])  # 1: success
