@@ -40,10 +40,11 @@ for _ in range(9):
 """
 
 
-def _faults_per_run(mode: str) -> list[int]:
+def _fault_counts(probe: str, *args: str) -> list[int]:
+    """The page-fault counts a probe prints, run in a fresh interpreter."""
     env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}  # no MALLOC_* from outside
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, env=env
+        [sys.executable, "-c", probe, *args], capture_output=True, text=True, env=env
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return [int(n) for n in done.stdout.split()]
@@ -51,7 +52,7 @@ def _faults_per_run(mode: str) -> list[int]:
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_keep_host_memory_stops_the_page_faults_of_each_execution():
-    system, kept = _faults_per_run("system"), _faults_per_run("kept")
+    system, kept = _fault_counts(_PROBE, "system"), _fault_counts(_PROBE, "kept")
     assert len(system) == len(kept) == 9, (system, kept)
     # glibc's defaults: the 16 MiB buffers are mapped afresh on every run (measured:
     # 8,193 faults a run, both buffers). Kept: 0-2 a run. The median, not the mean: on
@@ -84,12 +85,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_keep_host_memory_keeps_freed_memory_past_2_gib():
-    env = {"PATH": "/usr/bin:/bin", "JAX_PLATFORMS": "cpu"}
-    done = subprocess.run(
-        [sys.executable, "-c", _LARGE_PROBE], capture_output=True, text=True, env=env
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    faults = int(done.stdout.split()[-1])
+    (faults,) = _fault_counts(_LARGE_PROBE)
     # The block is 589,824 pages; at most one in 590 may be fresh.
     assert faults < 1000, f"{faults} page faults for a block freed and allocated again"
 
