@@ -9,7 +9,8 @@
    and the host work between steps: the img/s `spectral_diffusion.train.train`
    logs over 20 steps (data, transfers, the divergence watch) against the step alone.
 2. Per-op times of the whole step from a `jax.profiler` trace, joined with the
-   compiled HLO: forward (`jvp`) vs backward (`transpose`) and by kind of op.
+   compiled HLO: forward (`jvp`) vs backward (`transpose`), by kind of op, by JAX
+   operation, and by the library function (layer) whose code traced each kernel.
 """
 
 import argparse
@@ -103,27 +104,59 @@ def parts(run: SimpleNamespace, repeats: int) -> dict[str, float]:
     }
     out = {name: median_seconds(fn, repeats=repeats) for name, fn in timed.items()}
 
-    # Host work: a real `train` run resumed after compilation; the loop's own img/s over
-    # its steps 21-40 (logged every 20 steps, so no setup or checkpoint is inside).
+    # Host work: a real `train` run resumed after compilation; the loop's own img/s,
+    # logged every 20 steps, median over its windows of steps 21-40, 41-60 and 61-80 (no
+    # setup or checkpoint inside; one window alone varied by 10% between runs).
     with tempfile.TemporaryDirectory() as workdir:
         train(config, workdir, steps=2, progress=False)
-        train(config, workdir, steps=42, progress=False)
+        train(config, workdir, steps=82, progress=False)
         lines = (Path(workdir) / "metrics.jsonl").read_text().splitlines()
-        record = next(r for r in map(json.loads, lines) if r["step"] == 40)
-        out["train() per step"] = batch / record["images_per_second"]
+        records = [json.loads(line) for line in lines]
+        windows = [batch / r["images_per_second"] for r in records if r["step"] in (40, 60, 80)]
+        out["train() per step"] = sorted(windows)[1]
     return out
 
 
-def op_profile(run: SimpleNamespace, steps: int = 5) -> tuple[dict, dict, dict, float]:
-    """Thunk times per step from a perfetto trace: by phase, by (phase, op kind), and
-    by the JAX operation a kernel came from (the batch groups' copies of one layer's
-    kernel add up under its operation)."""
+def _source_locations(hlo: str) -> dict[str, str]:
+    """`stack_frame_id` -> "file.py:function" of the library code that traced the op,
+    from the compiled HLO's frame tables (the innermost frame JAX records, which is
+    the library line under its traceback filtering); "" outside the library."""
+
+    def table(name: str) -> str:
+        found = re.search(rf"^{name}\n(.*?)(?=^[A-Za-z]|\Z)", hlo, re.M | re.S)
+        return found.group(1) if found else ""
+
+    files = dict(re.findall(r'^(\d+) "(.*)"', table("FileNames"), re.M))
+    functions = dict(re.findall(r'^(\d+) "(.*)"', table("FunctionNames"), re.M))
+    locations = {
+        index: (files.get(file, ""), functions.get(function, ""))
+        for index, file, function in re.findall(
+            r"^(\d+) \{file_name_id=(\d+) function_name_id=(\d+)", table("FileLocations"), re.M
+        )
+    }
+    frames = re.findall(r"^(\d+) \{file_location_id=(\d+)", table("StackFrames"), re.M)
+    out = {}
+    for frame, location in frames:
+        file, function = locations.get(location, ("", ""))
+        inside = "/spectral_diffusion/" in file
+        out[frame] = f"{Path(file).name}:{function}" if inside else ""
+    return out
+
+
+def op_profile(run: SimpleNamespace, steps: int = 5) -> tuple[dict, dict, dict, dict, float]:
+    """Thunk times per step from a perfetto trace: by phase, by (phase, op kind), by
+    the JAX operation a kernel came from (the batch groups' copies of one layer's
+    kernel add up under its operation), and by (phase, library function that traced
+    it: `_blocks.py:Conv2d.__call__`, `_blocks.py:dense`, ...)."""
     state, images, labels, key, step = run.state, run.images, run.labels, run.key, run.step
     hlo = step.top.lower(state, images, labels, key).compile().compiled.as_text()
-    ops = {}
-    for match in re.finditer(r"^\s+%(\S+) = \S+ [\w-]+\((.*)$", hlo, re.M):
+    sources = _source_locations(hlo)
+    ops, op_source = {}, {}
+    for match in re.finditer(r"^\s+(?:ROOT )?%(\S+) = \S+ [\w-]+\((.*)$", hlo, re.M):
         name = re.search(r'op_name="([^"]*)"', match.group(2))
+        frame = re.search(r"stack_frame_id=(\d+)", match.group(2))
         ops[match.group(1)] = name.group(1) if name else ""
+        op_source[match.group(1)] = sources.get(frame.group(1), "") if frame else ""
     jax.block_until_ready(step(state, images, labels, key))
     with tempfile.TemporaryDirectory() as trace_dir:
         with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
@@ -131,7 +164,7 @@ def op_profile(run: SimpleNamespace, steps: int = 5) -> tuple[dict, dict, dict, 
                 jax.block_until_ready(step(state, images, labels, key))
         trace = next(Path(trace_dir).rglob("perfetto_trace.json.gz"))
         events = json.load(gzip.open(trace))["traceEvents"]
-    by_phase, by_kind, by_op = collections.Counter(), collections.Counter(), collections.Counter()
+    by_phase, by_kind, by_op, by_source = (collections.Counter() for _ in range(4))
     for event in events:
         if event.get("ph") != "X" or event["name"] not in ops:
             continue
@@ -152,7 +185,9 @@ def op_profile(run: SimpleNamespace, steps: int = 5) -> tuple[dict, dict, dict, 
         by_phase[phase] += event["dur"] / 1e3 / steps
         by_kind[phase, kind] += event["dur"] / 1e3 / steps
         by_op[op_name or event["name"]] += event["dur"] / 1e3 / steps
-    return by_phase, by_kind, by_op, sum(by_phase.values())
+        source = op_source[event["name"]] or "outside the network (loss, schedules, update)"
+        by_source[phase, source] += event["dur"] / 1e3 / steps
+    return by_phase, by_kind, by_op, by_source, sum(by_phase.values())
 
 
 def print_parts(timings: dict[str, float]) -> None:
@@ -190,7 +225,7 @@ def main() -> None:
     print(f"# profile_train — cpu preset, jax {jax.__version__}\n")
     if not args.kernels_only:
         print_parts(parts(run, args.repeats))
-    by_phase, by_kind, by_op, total = op_profile(run)
+    by_phase, by_kind, by_op, by_source, total = op_profile(run)
     print(f"\nOp-level trace of the whole step: {total:.0f} ms of kernel time per step\n")
     print("| phase | kind of op | ms per step | share |")
     print("|---|---|---|---|")
@@ -201,6 +236,12 @@ def main() -> None:
     print("|---|---|---|")
     for op_name, ms in by_op.most_common(args.top):
         print(f"| `{_short(op_name)}` | {ms:.2f} | {ms / total:.1%} |")
+    print("\nBy the library function that traced each kernel (`file:function`; a layer's")
+    print("backward kernels carry its forward op's source)\n")
+    print("| phase | library function | ms per step | share |")
+    print("|---|---|---|---|")
+    for (phase, source), ms in by_source.most_common(args.top):
+        print(f"| {phase} | `{source}` | {ms:.1f} | {ms / total:.0%} |")
 
 
 def _short(op_name: str, keep: int = 90) -> str:
