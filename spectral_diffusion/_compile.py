@@ -171,8 +171,9 @@ def keep_host_memory() -> bool:
     per-thread heaps are at most 64 MiB and it maps larger blocks for them whatever
     `M_MMAP_MAX` says. `MALLOC_ARENA_MAX=1` in the environment would cover them, but
     one arena for all threads made the cpu preset's step slower (235 ms), so it is not
-    set here. Programs with such blocks (a large batch or resolution, no batch groups)
-    can run on the calling thread instead, whose heap has no such limit:
+    set here. The train step runs on the calling thread, whose heap has no such limit,
+    because JAX runs programs with host callbacks (its `equinox.error_if` checks)
+    synchronously; other programs with such blocks can run there too with
     `jax.config.update("jax_cpu_enable_async_dispatch", False)` before JAX's first
     computation (measured on the Benchmarks page: it helps some programs and slows
     others, so it is left to the user).
