@@ -48,12 +48,14 @@ class filter_jit:
     [`compiler_options`][]. `equinox.filter_jit` partitions and recombines the whole
     pytree in Python on every call and waits for the program to finish (to report
     `equinox.error_if` failures): 12 ms of host time a call for the cpu preset's train
-    state, spent while the cores waited, and no overlap of one step's host work with
-    the previous step. Here a call flattens the arguments once, returns as soon as
-    the program is dispatched, and an `equinox.error_if` failure surfaces as JAX's
-    runtime error (with its message) where the result is first used. A call from
-    inside a user's `jit` (traced arguments), or with static leaves that cannot be
-    hashed, takes `equinox.filter_jit` (compiler options apply only at the top level).
+    state, spent while the cores waited. Here a call flattens the arguments once and
+    returns when JAX's call does: at once for a program without host callbacks, at its
+    end for one with them, such as the train step with its `equinox.error_if` input
+    checks (JAX runs those synchronously on CPU). A failed check is raised as
+    `equinox.EquinoxRuntimeError` with the check's message, as `equinox.filter_jit`
+    raises it. A call from inside a user's `jit` (traced arguments), or with static
+    leaves that cannot be hashed, takes `equinox.filter_jit` (compiler options apply
+    only at the top level).
     """
 
     def __init__(self, fn: Callable):
@@ -83,7 +85,19 @@ class filter_jit:
             program = self._programs[key] = _FlatProgram(
                 self.fn, treedef, dynamic, static, self._options
             )
-        return program(arrays)
+        try:
+            return program(arrays)
+        except (jax.errors.JaxRuntimeError, ValueError) as error:
+            # A failed `equinox.error_if` check: its message, as `equinox.filter_jit`
+            # reports it, instead of the callback's traceback around it.
+            text = str(error)
+            if _EQX_ERROR not in text:
+                raise
+            message = text.split(_EQX_ERROR, 1)[1].split("\n\n\n", 1)[0]
+            raise eqx.EquinoxRuntimeError(message) from None
+
+
+_EQX_ERROR = "_EquinoxRuntimeError: "
 
 
 class _FlatProgram:

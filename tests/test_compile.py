@@ -72,3 +72,13 @@ def test_filter_jit_inside_jit_and_with_unhashable_static_leaves():
     with pytest.raises(ValueError, match="Non-hashable static arguments"):
         scaled(x, _Unhashable(3.0))
     assert not scaled._programs
+
+
+def test_filter_jit_reports_a_failed_check_as_equinox_does():
+    def positive(x):
+        return eqx.error_if(x, jnp.any(x <= 0), "`x` must be positive.")
+
+    fn = filter_jit(positive)
+    np.testing.assert_array_equal(fn(jnp.ones(3)), jnp.ones(3))
+    with pytest.raises(eqx.EquinoxRuntimeError, match="^`x` must be positive.$"):
+        jax.block_until_ready(fn(-jnp.ones(3)))
