@@ -14,8 +14,9 @@ eager, NCHW. One process pinned to --threads cores; medians of --repeats; glibc'
 allocator keeps freed memory (`keep_host_memory`), as in `train()`, and JAX runs each
 program on the calling thread (no async dispatch): the whole network without batch
 groups has blocks over 64 MiB, which glibc maps afresh on every call when one of XLA's
-worker threads allocates them (52,000 page faults a call), while the train step's
-batch groups keep its blocks under that. `--async-dispatch` keeps JAX's default.
+worker threads allocates them (52,000 page faults a call); the train step escapes
+that only because its `equinox.error_if` checks make JAX run it on the calling thread.
+`--async-dispatch` keeps JAX's default.
 """
 
 import argparse
