@@ -1,5 +1,5 @@
 """Generation for the tables: DDIM along per-example schedules, in fixed-size jitted
-batches split over every device."""
+batches split over every device, or on one CPU device over host threads."""
 
 import functools
 from collections.abc import Callable
@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 import spectral_diffusion as sd
-from spectral_diffusion._compile import filter_jit
+from spectral_diffusion._compile import filter_jit, host_threads, in_threads
 
 
 def _sample_batch_impl(denoise, knots, cond, z1, nfe: int, noise_filter):
@@ -25,6 +25,16 @@ def _sample_batch():
     # Built on first use, not at import: the backend must not start before
     # `jax.distributed.initialize()` and users' device flags.
     return filter_jit(_sample_batch_impl)
+
+
+def sample_batch(denoise, knots, cond, z1, nfe: int, noise_filter=None):
+    """One jitted batch of DDIM samples (`z1` `(B, C, H, W)`, `knots` `(B, K)`). On one
+    CPU device its slices run side by side on host threads
+    (`spectral_diffusion._compile.in_threads`): the same samples, bit for bit, and
+    faster on several cores."""
+    args = (denoise, knots, cond, z1, nfe, noise_filter)
+    axes = (None, 0, 0, 0, None, None)
+    return in_threads(_sample_batch(), args, axes, host_threads(len(z1)))
 
 
 def sample(
@@ -53,6 +63,6 @@ def sample(
         padded = jax.tree.map(
             lambda a: jax.device_put(np.asarray(a)[index], sharding), (knots, cond, z1)
         )
-        x = _sample_batch()(denoise, *padded, nfe, noise_filter)
+        x = sample_batch(denoise, *padded, nfe, noise_filter)
         out.append(np.asarray(x)[: min(batch_size, len(z1) - start)])
     return np.clip(np.concatenate(out), -1.0, 1.0)

@@ -1,6 +1,9 @@
 """The library's own `filter_jit` (the train step's and the Reproduce sampler's): the
 same values and output structure as `equinox.filter_jit`, one compilation per
-argument signature, and the fallbacks for traced and unhashable static arguments."""
+argument signature, and the fallbacks for traced and unhashable static arguments; and
+`in_threads`, which runs a batch's slices side by side on host threads."""
+
+import os
 
 import equinox as eqx
 import jax
@@ -8,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spectral_diffusion._compile import filter_jit
+from spectral_diffusion._compile import filter_jit, host_threads, in_threads
 
 
 class _Unhashable:
@@ -82,3 +85,77 @@ def test_filter_jit_reports_a_failed_check_as_equinox_does():
     np.testing.assert_array_equal(fn(jnp.ones(3)), jnp.ones(3))
     with pytest.raises(eqx.EquinoxRuntimeError, match="^`x` must be positive.$"):
         jax.block_until_ready(fn(-jnp.ones(3)))
+
+
+def _scaled_rows(x, scale, offset):
+    """Per-example arithmetic with a reduction inside each row, so slices that were
+    mixed up or reordered would show."""
+    return jax.vmap(lambda row, s: jnp.cumsum(row) * s)(x, scale) + offset
+
+
+def test_in_threads_gives_the_same_values_as_one_call():
+    fn = filter_jit(_scaled_rows)
+    x = jax.random.normal(jax.random.key(0), (32, 5))
+    scale = jnp.linspace(0.5, 2.0, 32)
+    whole = fn(x, scale, 1.0)
+    for threads in (1, 2, 4):
+        parts = in_threads(fn, (x, scale, 1.0), (0, 0, None), threads)
+        np.testing.assert_array_equal(parts, whole)
+    with pytest.raises(ValueError, match="`threads` 3 must divide the batch size 32"):
+        in_threads(fn, (x, scale, 1.0), (0, 0, None), 3)
+
+
+def test_threads_calling_at_once_share_one_compilation():
+    traces = []
+
+    def traced(x):
+        traces.append(x.shape)
+        return x * 2.0
+
+    fn = filter_jit(traced)
+    x = jnp.arange(16.0)
+    np.testing.assert_array_equal(in_threads(fn, (x,), (0,), 4), x * 2.0)
+    assert traces == [(4,)] and len(fn._programs) == 1
+
+
+def test_in_threads_raises_a_failed_check_of_any_slice():
+    fn = filter_jit(lambda x: eqx.error_if(x, jnp.any(x <= 0), "`x` must be positive."))
+    x = jnp.ones(16).at[13].set(-1.0)  # in the last of two slices
+    with pytest.raises(eqx.EquinoxRuntimeError, match="^`x` must be positive.$"):
+        in_threads(fn, (x,), (0,), 2)
+
+
+def test_host_threads_divides_the_batch_into_slices_of_at_least_8(monkeypatch):
+    # The suite runs on 4 host devices, where batches are split over the devices and
+    # never over threads; one device is what a user's process has.
+    assert host_threads(32) == 1
+    monkeypatch.setattr(jax, "device_count", lambda: 1)
+    for cores in (1, 2, 3, 4, 16):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
+        for batch in (1, 7, 8, 15, 16, 24, 32, 100):
+            n = host_threads(batch)
+            assert 1 <= n <= cores and batch % n == 0
+            assert n == 1 or batch // n >= 8
+        assert host_threads(15) == 1
+        assert host_threads(32) == {1: 1, 2: 2, 3: 2, 4: 4, 16: 4}[cores]
+        assert host_threads(100) == {1: 1, 2: 2, 3: 2, 4: 4, 16: 10}[cores]
+
+
+def test_reproduce_sampler_on_threads_equals_one_program(monkeypatch):
+    import spectral_diffusion as sd
+    from reproduce._sampling import _sample_batch, sample_batch
+
+    monkeypatch.setattr(jax, "device_count", lambda: 1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    images = jax.random.uniform(jax.random.key(0), (16, 3, 8, 8), minval=-1.0, maxval=1.0)
+    schedules = sd.spectral_schedule(sd.rapsd(images))
+    cond = sd.Conditioning.of(schedules, jnp.arange(16) % 3)
+    z1 = jax.random.normal(jax.random.key(1), images.shape)
+    denoise = eqx.nn.Conv2d(3, 3, 3, padding=1, key=jax.random.key(2))
+
+    def x_hat(z, lam, cond):  # a denoiser that uses every input
+        return jnp.tanh(denoise(z) * jax.nn.sigmoid(lam) + cond.logsnr_0 * 1e-2)
+
+    threaded = sample_batch(x_hat, schedules.knots, cond, z1, 4)
+    whole = _sample_batch()(x_hat, schedules.knots, cond, z1, 4, None)
+    np.testing.assert_array_equal(threaded, whole)
