@@ -1,7 +1,8 @@
 """How the library compiles, batches and runs the programs it jits itself (the train
 step, the Reproduce suite's sampler) on CPU, chosen from profiles of the cpu preset (see
 the Benchmarks page): compiler options, the `filter_jit` that applies them, the split
-of a training batch into independent groups, and the host allocator's settings."""
+of a training batch into independent groups, the Reproduce sampler's batch slices run
+on host threads, and the host allocator's settings."""
 
 import ctypes
 import ctypes.util
