@@ -134,9 +134,7 @@ def batch_groups(batch: int) -> int:
     268 to 232 ms on 2 cores and from 426 to 399 ms on 1; 8 groups were slower again);
     1 on accelerators and over several devices (slices would cut across the batch
     sharding)."""
-    if jax.default_backend() != "cpu" or jax.device_count() > 1:
-        return 1
-    return next((g for g in (4, 2) if batch % g == 0 and batch // g >= 8), 1)
+    return _slice_count(batch, (4, 2))
 
 
 def in_groups(fn: Callable, args: tuple, axes: tuple, groups: int):
@@ -154,10 +152,17 @@ def host_threads(batch: int) -> int:
     examples: on one CPU device, the most slices of at least 8 examples that divide the
     batch, up to the cores this process may use; 1 on accelerators and over several
     devices (where the batch is split over the devices instead)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return _slice_count(batch, range(cores or 1, 1, -1))
+
+
+def _slice_count(batch: int, counts) -> int:
+    """The first of `counts` that cuts `batch` into equal slices of at least 8
+    examples, on one CPU device; 1 otherwise, and on accelerators and over several
+    devices (slices would cut across the batch sharding)."""
     if jax.default_backend() != "cpu" or jax.device_count() > 1:
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return next((n for n in range(cores or 1, 1, -1) if batch % n == 0 and batch // n >= 8), 1)
+    return next((n for n in counts if batch % n == 0 and batch // n >= 8), 1)
 
 
 def in_threads(fn: Callable, args: tuple, axes: tuple, threads: int):

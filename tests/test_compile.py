@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spectral_diffusion._compile import filter_jit, host_threads, in_threads
+from spectral_diffusion._compile import batch_groups, filter_jit, host_threads, in_threads
 
 
 class _Unhashable:
@@ -125,11 +125,13 @@ def test_in_threads_raises_a_failed_check_of_any_slice():
         in_threads(fn, (x,), (0,), 2)
 
 
-def test_host_threads_divides_the_batch_into_slices_of_at_least_8(monkeypatch):
+def test_host_threads_and_batch_groups_cut_slices_of_at_least_8(monkeypatch):
     # The suite runs on 4 host devices, where batches are split over the devices and
     # never over threads; one device is what a user's process has.
-    assert host_threads(32) == 1
+    assert host_threads(32) == 1 and batch_groups(32) == 1
     monkeypatch.setattr(jax, "device_count", lambda: 1)
+    # The train step's groups follow the same rule, from 4 or 2.
+    assert [batch_groups(b) for b in (8, 12, 16, 24, 32, 64)] == [1, 1, 2, 2, 4, 4]
     for cores in (1, 2, 3, 4, 16):
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)))
         for batch in (1, 7, 8, 15, 16, 24, 32, 100):
