@@ -18,22 +18,23 @@ import jax.numpy as jnp
 
 
 _YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
-# XLA:CPU's default YNNPACK fusions minus INDIVIDUAL_CONVOLUTION: its convolutions' backward
-# pass ran 1.5x slower than XLA's own (Eigen) convolutions on the cpu preset's shapes
-# (one 3x3 conv of 32x32x32x48 -> 16 channels, forward + VJP: 11.9 ms vs 7.6 ms), and
-# the whole train step 7-9% slower in interleaved A/B runs. Matmuls stay on YNNPACK.
-_CPU_OPTIONS = {
-    _YNN_OPTION: ",".join(
-        f"LIBRARY_FUSION_TYPE_{kind}" for kind in ("DOT", "REDUCE", "INDIVIDUAL_DOT")
-    )
-}
+# YNNPACK (XLA:CPU's default library for dots, reductions and convolutions) for the
+# reductions only; XLA's own kernels for the rest. Its convolutions' backward pass ran
+# 1.5x slower than XLA's own (Eigen) convolutions on the cpu preset's shapes (one 3x3
+# conv of 32x32x32x48 -> 16 channels, forward + VJP: 11.9 ms vs 7.6 ms), the whole
+# train step 7-9% slower in interleaved A/B runs. Its dots were 2-3% slower than
+# Eigen's in the train step at 1 and 2 threads (246.5-247.0 vs 251.0-251.7 ms and
+# 147.1-147.2 vs 149.5-152.9 ms) and in the Reproduce sampler at 1 thread, and within
+# 1% at 2 threads (the Benchmarks page). XLA's own reductions are much slower on these
+# shapes (a sum over 32x32x32x64 to 64 channels: 13.7 ms against 0.38 ms).
+_CPU_OPTIONS = {_YNN_OPTION: "LIBRARY_FUSION_TYPE_REDUCE"}
 
 
 @functools.cache
 def compiler_options() -> dict[str, str] | None:
     """Options for `jax.jit(..., compiler_options=...)`: on CPU, XLA's own convolutions
-    instead of YNNPACK's; `None` on accelerators, where the user's `XLA_FLAGS` already
-    set the option, or where this jaxlib does not know it (older versions)."""
+    and dots instead of YNNPACK's; `None` on accelerators, where the user's `XLA_FLAGS`
+    already set the option, or where this jaxlib does not know it (older versions)."""
     if jax.default_backend() != "cpu" or _YNN_OPTION in os.environ.get("XLA_FLAGS", ""):
         return None
     try:
@@ -156,6 +157,19 @@ def host_threads(batch: int) -> int:
     return _slice_count(batch, range(cores or 1, 1, -1))
 
 
+def host_slices(batch: int) -> tuple[int, int]:
+    """`(slices, threads)` for `in_threads` on a batch of `batch` examples: `threads`
+    from [`host_threads`][], and the batch cut into the most slices of at least 8
+    examples that divide it evenly among the threads, each thread running its share in
+    turn. On one core the Reproduce sampler (DDIM, NFE 32, batch 32) took 1892 ms in one
+    program, 1845 ms in two slices and 1819 ms in four, one after another; on two cores
+    two and four slices took the same (see the Benchmarks page). `(1, 1)` on
+    accelerators and over several devices."""
+    threads = host_threads(batch)
+    counts = [n for n in range(batch // 8, 0, -1) if n % threads == 0]
+    return _slice_count(batch, counts), threads
+
+
 def _slice_count(batch: int, counts) -> int:
     """The first of `counts` that cuts `batch` into equal slices of at least 8
     examples, on one CPU device; 1 otherwise, and on accelerators and over several
@@ -165,20 +179,33 @@ def _slice_count(batch: int, counts) -> int:
     return next((n for n in counts if batch % n == 0 and batch // n >= 8), 1)
 
 
-def in_threads(fn: Callable, args: tuple, axes: tuple, threads: int):
+def in_threads(fn: Callable, args: tuple, axes: tuple, threads: int, slices: int | None = None):
     """`fn(*args)` for a jitted `fn` that maps over axis 0 of the arguments whose entry
-    in `axes` is 0 (`None`: shared), called on `threads` slices of the batch at once,
-    one host thread each, and concatenated: the same values as one call. On CPU, two
-    programs running side by side keep two cores busier than one program's kernels
-    split across them: the Reproduce sampler (DDIM, NFE 32, batch 32) took 1336 -> 1082
-    ms on 2 cores in two halves (see the Benchmarks page). Not for programs whose
-    temporaries exceed 64 MiB: a worker thread's glibc heap cannot keep blocks that
-    large, so they are fresh pages on every call (`keep_host_memory`)."""
-    if threads <= 1:
+    in `axes` is 0 (`None`: shared), called on `slices` (default: `threads`) equal
+    slices of the batch, `threads` host threads each calling it on an equal share of
+    them in turn, and concatenated: the same values as one call. On CPU, two programs
+    running side by side keep two cores busier than one program's kernels split across
+    them: the Reproduce sampler (DDIM, NFE 32, batch 32) took 1336 -> 1082 ms on 2
+    cores in two halves (see the Benchmarks page); smaller slices also ran faster on
+    one core ([`host_slices`][]). Not for programs whose temporaries exceed 64 MiB: a
+    worker thread's glibc heap cannot keep blocks that large, so they are fresh pages
+    on every call (`keep_host_memory`)."""
+    slices = threads if slices is None else slices
+    if slices % max(threads, 1):
+        raise ValueError(f"`slices` {slices} must be a multiple of `threads` {threads}.")
+    if slices <= 1:
         return fn(*args)
+    parts = _slices(args, axes, slices, "slices" if slices != threads else "threads")
+    if threads <= 1:
+        return jnp.concatenate([fn(*part) for part in parts])
+    share = slices // threads
+
+    def run(first: int) -> list:
+        return [fn(*part) for part in parts[first : first + share]]
+
     pool = _thread_pool(threads)
-    futures = [pool.submit(fn, *part) for part in _slices(args, axes, threads, "threads")]
-    return jnp.concatenate([future.result() for future in futures])
+    futures = [pool.submit(run, first) for first in range(0, slices, share)]
+    return jnp.concatenate([out for future in futures for out in future.result()])
 
 
 @functools.cache

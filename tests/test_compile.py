@@ -11,7 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from spectral_diffusion._compile import batch_groups, filter_jit, host_threads, in_threads
+from spectral_diffusion._compile import (
+    batch_groups,
+    filter_jit,
+    host_slices,
+    host_threads,
+    in_threads,
+)
 
 
 class _Unhashable:
@@ -101,8 +107,16 @@ def test_in_threads_gives_the_same_values_as_one_call():
     for threads in (1, 2, 4):
         parts = in_threads(fn, (x, scale, 1.0), (0, 0, None), threads)
         np.testing.assert_array_equal(parts, whole)
+    # More slices than threads: each thread runs its share of the slices in turn.
+    for threads, slices in ((1, 4), (2, 4), (2, 8), (4, 4)):
+        parts = in_threads(fn, (x, scale, 1.0), (0, 0, None), threads, slices)
+        np.testing.assert_array_equal(parts, whole)
     with pytest.raises(ValueError, match="`threads` 3 must divide the batch size 32"):
         in_threads(fn, (x, scale, 1.0), (0, 0, None), 3)
+    with pytest.raises(ValueError, match="`slices` 6 must divide the batch size 32"):
+        in_threads(fn, (x, scale, 1.0), (0, 0, None), 2, 6)
+    with pytest.raises(ValueError, match="`slices` 3 must be a multiple of `threads` 2"):
+        in_threads(fn, (x, scale, 1.0), (0, 0, None), 2, 3)
 
 
 def test_threads_calling_at_once_share_one_compilation():
@@ -141,6 +155,14 @@ def test_host_threads_and_batch_groups_cut_slices_of_at_least_8(monkeypatch):
         assert host_threads(15) == 1
         assert host_threads(32) == {1: 1, 2: 2, 3: 2, 4: 4, 16: 4}[cores]
         assert host_threads(100) == {1: 1, 2: 2, 3: 2, 4: 4, 16: 10}[cores]
+        # Slices: the most of at least 8 examples, shared evenly among the threads.
+        for batch in (1, 7, 8, 15, 16, 24, 32, 100):
+            slices, threads = host_slices(batch)
+            assert threads == host_threads(batch) and slices % threads == 0
+            assert batch % slices == 0 and (slices == 1 or batch // slices >= 8)
+        assert host_slices(32) == {1: (4, 1), 2: (4, 2), 3: (4, 2), 4: (4, 4), 16: (4, 4)}[cores]
+        assert host_slices(100)[0] == {1: 10, 2: 10, 3: 10, 4: 4, 16: 10}[cores]
+        assert host_slices(15) == (1, 1)
 
 
 def test_reproduce_sampler_on_threads_equals_one_program(monkeypatch):
@@ -149,9 +171,10 @@ def test_reproduce_sampler_on_threads_equals_one_program(monkeypatch):
 
     monkeypatch.setattr(jax, "device_count", lambda: 1)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    images = jax.random.uniform(jax.random.key(0), (16, 3, 8, 8), minval=-1.0, maxval=1.0)
+    assert host_slices(32) == (4, 2)  # two threads, two slices of 8 each in turn
+    images = jax.random.uniform(jax.random.key(0), (32, 3, 8, 8), minval=-1.0, maxval=1.0)
     schedules = sd.spectral_schedule(sd.rapsd(images))
-    cond = sd.Conditioning.of(schedules, jnp.arange(16) % 3)
+    cond = sd.Conditioning.of(schedules, jnp.arange(32) % 3)
     z1 = jax.random.normal(jax.random.key(1), images.shape)
     denoise = eqx.nn.Conv2d(3, 3, 3, padding=1, key=jax.random.key(2))
 

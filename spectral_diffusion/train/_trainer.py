@@ -47,8 +47,8 @@ def make_train_step(recipe: Recipe, num_classes: int) -> Callable:
     schedules (`recipe.schedule_for(images)`), the loss under the recipe's proposal, its
     gradient, the optimiser update and the EMA, in one XLA program. On one CPU device the
     batch's losses are computed in independent groups and the program is compiled with
-    XLA's own convolutions rather than YNNPACK's (same values, faster: see the
-    Benchmarks page). In a loop of your own on CPU, call
+    XLA's own convolutions and dots rather than YNNPACK's (the same values up to float
+    rounding, faster: see the Benchmarks page). In a loop of your own on CPU, call
     [`spectral_diffusion.train.keep_host_memory`][] first, as `train` does."""
     config = recipe.config
 
