@@ -2,11 +2,12 @@
 
     python benchmarks/bench_kernels.py
 
-The shapes that dominate the cpu preset's step (batch 32; see profile_train.py): the
-3x3 convolutions of the U-ViT's first up-stage block and of the stem stage, forward
-and forward + VJP (both gradients), compiled with XLA's defaults (YNNPACK
-convolutions), with the library's CPU `compiler_options` (XLA's own convolutions) and
-in PyTorch eager (oneDNN); and the transformer MLP's matmul and its weight-gradient
+The shapes that dominate the cpu preset's step (see profile_train.py): the 3x3
+convolutions of the U-ViT's first up-stage block and of the stem stage, forward and
+forward + VJP (both gradients), on a batch of 32 and of 8 (one of the train step's
+batch groups, one of the sampler's slices), compiled with XLA's own (Eigen)
+convolutions, with the library's CPU `compiler_options("train")` (YNNPACK's) and in
+PyTorch eager (oneDNN); and the transformer MLP's matmul and its weight-gradient
 matmul. One thread count (the machine's), medians of --repeats.
 """
 
@@ -23,14 +24,16 @@ from _timing import median_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from spectral_diffusion._compile import compiler_options  # noqa: E402
+from spectral_diffusion._compile import _REDUCE, _YNN_OPTION, compiler_options  # noqa: E402
 
 
 CONVS = {  # (batch, size, c_in, c_out)
-    "3x3 conv 48 -> 16 ch at 32 px": (32, 32, 48, 16),
-    "3x3 conv 16 -> 16 ch at 32 px": (32, 32, 16, 16),
-    "3x3 conv 96 -> 32 ch at 16 px": (32, 16, 96, 32),
+    f"3x3 conv {c_in} -> {c_out} ch at {size} px, batch {batch}": (batch, size, c_in, c_out)
+    for batch in (32, 8)
+    for size, c_in, c_out in ((32, 48, 16), (32, 16, 16), (16, 96, 32))
 }
+#: XLA's own (Eigen) convolutions; reductions in YNNPACK, as the library's options have.
+EIGEN_CONVOLUTIONS = {_YNN_OPTION: _REDUCE}
 
 
 def median_ms(fn, repeats: int) -> float:
@@ -52,7 +55,7 @@ def conv_row(shape, repeats: int) -> list[float]:
         return jax.vjp(conv, x, w)[1](g)
 
     out = []
-    for options in (None, compiler_options()):
+    for options in (EIGEN_CONVOLUTIONS, compiler_options("train")):
         forward, backward = (jax.jit(f, compiler_options=options) for f in (conv, vjp))
         out.append(median_ms(lambda: forward(x, w).block_until_ready(), repeats))
         out.append(median_ms(lambda: jax.block_until_ready(backward(x, w)), repeats))
@@ -82,7 +85,7 @@ def main() -> None:
         f"torch {torch.__version__}\n"
     )
     print(
-        "| kernel (batch 32) | XLA default fwd | fwd + VJP | library options fwd | fwd + VJP "
+        "| kernel | XLA's own fwd | fwd + VJP | library options fwd | fwd + VJP "
         "| PyTorch fwd | fwd + backward | library / PyTorch (fwd + bwd) |"
     )
     print("|---|---|---|---|---|---|---|---|")

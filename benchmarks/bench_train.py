@@ -28,6 +28,7 @@ ran up to 10% slower than its later ones, see the Benchmarks page).
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -87,7 +88,7 @@ def _jax_worker(repeats: int, sample_repeats: int, sample_warmup: int) -> dict:
 
     # The same network calls in a bare loop; the denoiser is an argument, as in the
     # sampler (closed over, its weights would be compile-time constants).
-    @filter_jit
+    @functools.partial(filter_jit, program="sample")  # the sampler's compiler options
     def bare(denoise, knots, cond, z1):
         def one(knots, cond, z):
             lam = sd.PiecewiseLinear(knots).logsnr(1.0 - jnp.arange(NFE) / NFE)

@@ -24,7 +24,7 @@ def _sample_batch_impl(denoise, knots, cond, z1, nfe: int, noise_filter):
 def _sample_batch():
     # Built on first use, not at import: the backend must not start before
     # `jax.distributed.initialize()` and users' device flags.
-    return filter_jit(_sample_batch_impl)
+    return filter_jit(_sample_batch_impl, program="sample")
 
 
 def sample_batch(denoise, knots, cond, z1, nfe: int, noise_filter=None):

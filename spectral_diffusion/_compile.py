@@ -18,37 +18,53 @@ import jax.numpy as jnp
 
 
 _YNN_OPTION = "xla_cpu_experimental_ynn_fusion_type"
-# YNNPACK (XLA:CPU's default library for dots, reductions and convolutions) for the
-# reductions only; XLA's own kernels for the rest. Its convolutions' backward pass ran
-# 1.5x slower than XLA's own (Eigen) convolutions on the cpu preset's shapes (one 3x3
-# conv of 32x32x32x48 -> 16 channels, forward + VJP: 11.9 ms vs 7.6 ms), the whole
-# train step 7-9% slower in interleaved A/B runs. Its dots were 2-3% slower than
-# Eigen's in the train step at 1 and 2 threads (246.5-247.0 vs 251.0-251.7 ms and
-# 147.1-147.2 vs 149.5-152.9 ms) and in the Reproduce sampler at 1 thread, and within
-# 1% at 2 threads (the Benchmarks page). XLA's own reductions are much slower on these
-# shapes (a sum over 32x32x32x64 to 64 channels: 13.7 ms against 0.38 ms).
-_CPU_OPTIONS = {_YNN_OPTION: "LIBRARY_FUSION_TYPE_REDUCE"}
+_REDUCE, _CONV, _DOT = (
+    f"LIBRARY_FUSION_TYPE_{kind}" for kind in ("REDUCE", "INDIVIDUAL_CONVOLUTION", "INDIVIDUAL_DOT")
+)
+# Which kernels of the library's own CPU programs go to YNNPACK (XLA:CPU's default library
+# for dots, reductions and convolutions), the rest to XLA's own kernels (Eigen), chosen
+# by interleaved A/B runs on the cpu preset (the Benchmarks page):
+# - reductions always: XLA's own are much slower on these shapes (a sum over
+#   32x32x32x64 to 64 channels: 13.7 ms against 0.38 ms);
+# - convolutions in both programs, which run them on slices of 8 examples (the train
+#   step's batch groups, the sampler's slices): 262.0 -> 254.7 ms a step on 1 core,
+#   157.2 -> 154.0 ms on 2; the sampler 1996 -> 1886 ms on 1 core, 1076 -> 1013 ms on
+#   2. (On a whole batch of 32, YNNPACK's convolution backward pass was 1.5x slower than
+#   Eigen's: 11.9 against 7.6 ms for 32x32x32x48 -> 16 channels, forward + VJP.)
+# - dots for sampling only: the sampler 1886 -> 1846 ms on 1 core and 1013 -> 971 ms on
+#   2, while the train step's dots are 2-3% faster in Eigen on 1 core.
+# Elementwise fusions stay XLA's: YNNPACK's made the step 28% slower.
+_CPU_OPTIONS = {
+    "train": {_YNN_OPTION: f"{_REDUCE},{_CONV}"},
+    "sample": {_YNN_OPTION: f"{_REDUCE},{_CONV},{_DOT}"},
+}
 
 
 @functools.cache
-def compiler_options() -> dict[str, str] | None:
-    """Options for `jax.jit(..., compiler_options=...)`: on CPU, XLA's own convolutions
-    and dots instead of YNNPACK's; `None` on accelerators, where the user's `XLA_FLAGS`
-    already set the option, or where this jaxlib does not know it (older versions)."""
+def compiler_options(program: str = "train") -> dict[str, str] | None:
+    """Options for `jax.jit(..., compiler_options=...)` of the library's `program`
+    (`"train"`: the train step; `"sample"`: the Reproduce suite's sampler): on CPU,
+    which kernels YNNPACK computes and which XLA's own. `None` on accelerators, where
+    the user's `XLA_FLAGS` already set the option, or where this jaxlib does not know
+    it (older versions)."""
+    if program not in _CPU_OPTIONS:
+        raise ValueError(f"`program` must be one of {sorted(_CPU_OPTIONS)}, got {program!r}.")
+    options = _CPU_OPTIONS[program]
     if jax.default_backend() != "cpu" or _YNN_OPTION in os.environ.get("XLA_FLAGS", ""):
         return None
     try:
-        jax.jit(lambda x: x + 1, compiler_options=_CPU_OPTIONS).lower(jnp.zeros(())).compile()
+        jax.jit(lambda x: x + 1, compiler_options=options).lower(jnp.zeros(())).compile()
     except Exception:  # an unknown option or value: keep XLA's defaults
         return None
-    return dict(_CPU_OPTIONS)
+    return dict(options)
 
 
 class filter_jit:
     """`equinox.filter_jit(fn)` for the programs the library runs once per step or per
     batch: arrays are traced and every other leaf held static, as there, but a call
     from Python goes through `jax.jit` on the flat list of arrays, compiled with
-    [`compiler_options`][]. `equinox.filter_jit` partitions and recombines the whole
+    [`compiler_options`][] for `program` (`"train"` or `"sample"`).
+    `equinox.filter_jit` partitions and recombines the whole
     pytree in Python on every call and waits for the program to finish (to report
     `equinox.error_if` failures): 12 ms of host time a call for the cpu preset's train
     state, spent while the cores waited. Here a call flattens the arguments once and
@@ -61,10 +77,10 @@ class filter_jit:
     only at the top level).
     """
 
-    def __init__(self, fn: Callable):
+    def __init__(self, fn: Callable, program: str = "train"):
         self.fn = fn
         self.plain = eqx.filter_jit(fn)
-        options = compiler_options()
+        options = compiler_options(program)
         self.top = self.plain if options is None else eqx.filter_jit(fn, compiler_options=options)
         self._options = options
         self._programs: dict = {}

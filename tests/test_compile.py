@@ -13,6 +13,7 @@ import pytest
 
 from spectral_diffusion._compile import (
     batch_groups,
+    compiler_options,
     filter_jit,
     host_slices,
     host_threads,
@@ -137,6 +138,31 @@ def test_in_threads_raises_a_failed_check_of_any_slice():
     x = jnp.ones(16).at[13].set(-1.0)  # in the last of two slices
     with pytest.raises(eqx.EquinoxRuntimeError, match="^`x` must be positive.$"):
         in_threads(fn, (x,), (0,), 2)
+
+
+@pytest.mark.parametrize("program", ["train", "sample"])
+def test_compiler_options_keep_the_values_of_convolutions_and_dots(program):
+    # Each program's CPU options move kernels between YNNPACK and XLA's own (Eigen):
+    # the same values up to float rounding, forward and backward, as XLA's defaults.
+    options = compiler_options(program)
+    assert options is not None  # this jaxlib knows the options, so they are exercised
+    keys = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(keys[0], (8, 16, 16, 24))
+    w = 0.1 * jax.random.normal(keys[1], (3, 3, 24, 16))
+    m = 0.1 * jax.random.normal(keys[2], (16, 32))
+
+    def layer(x, w, m):
+        numbers = ("NHWC", "HWIO", "NHWC")
+        y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=numbers)
+        return jnp.sum(jnp.tanh(y @ m) ** 2)
+
+    value_and_grad = jax.value_and_grad(layer, argnums=(0, 1, 2))
+    ours = jax.jit(value_and_grad, compiler_options=options)(x, w, m)
+    theirs = jax.jit(value_and_grad)(x, w, m)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="`program` must be one of"):
+        compiler_options("inference")
 
 
 def test_host_threads_and_batch_groups_cut_slices_of_at_least_8(monkeypatch):
