@@ -31,7 +31,8 @@ def sample_batch(denoise, knots, cond, z1, nfe: int, noise_filter=None):
     """One jitted batch of DDIM samples (`z1` `(B, C, H, W)`, `knots` `(B, K)`). On one
     CPU device it runs in slices of at least 8 examples, shared out among host threads
     that run side by side (`spectral_diffusion._compile.in_threads` and `host_slices`):
-    the same samples, bit for bit, and faster on one core as on several."""
+    the same samples, bit for bit, and faster on one core as on several; on CPU the
+    program uses YNNPACK's convolutions and dots (`compiler_options("sample")`)."""
     args = (denoise, knots, cond, z1, nfe, noise_filter)
     axes = (None, 0, 0, 0, None, None)
     slices, threads = host_slices(len(z1))

@@ -23,19 +23,21 @@ _REDUCE, _CONV, _DOT = (
 )
 # Which kernels of the library's own CPU programs go to YNNPACK (XLA:CPU's default library
 # for dots, reductions and convolutions), the rest to XLA's own kernels (Eigen), chosen
-# by interleaved A/B runs on the cpu preset (the Benchmarks page):
+# by interleaved A/B runs (the Benchmarks page):
 # - reductions always: XLA's own are much slower on these shapes (a sum over
-#   32x32x32x64 to 64 channels: 13.7 ms against 0.38 ms);
-# - convolutions in both programs, which run them on slices of 8 examples (the train
-#   step's batch groups, the sampler's slices): 262.0 -> 254.7 ms a step on 1 core,
-#   157.2 -> 154.0 ms on 2; the sampler 1996 -> 1886 ms on 1 core, 1076 -> 1013 ms on
-#   2. (On a whole batch of 32, YNNPACK's convolution backward pass was 1.5x slower than
-#   Eigen's: 11.9 against 7.6 ms for 32x32x32x48 -> 16 channels, forward + VJP.)
-# - dots for sampling only: the sampler 1886 -> 1846 ms on 1 core and 1013 -> 971 ms on
-#   2, while the train step's dots are 2-3% faster in Eigen on 1 core.
+#   32x32x32x64 to 64 channels: 13.7 ms against 0.38 ms).
+# - The train step: Eigen's convolutions and dots. YNNPACK's convolution backward pass is
+#   slower on most shapes (96 -> 32 channels at 64 px, batch 8, forward + VJP: 66.7
+#   against 34.9 ms on 1 core), the step at 128 px, batch 8, 11% slower with them
+#   (1578 against 1424 ms on 2 cores); the cpu preset's step gained 0-3% at most. Its
+#   dots are 2-3% faster in Eigen on 1 core.
+# - The Reproduce sampler, a forward pass on slices of 8 examples: YNNPACK's
+#   convolutions and dots. The sampler at 32 px, batch 32, took 1996 -> 1886 -> 1846 ms
+#   on 1 core (convolutions, then dots too) and 1076 -> 1013 -> 971 ms on 2; at 64 px
+#   9449 -> 9300 and 4877 -> 4703 ms.
 # Elementwise fusions stay XLA's: YNNPACK's made the step 28% slower.
 _CPU_OPTIONS = {
-    "train": {_YNN_OPTION: f"{_REDUCE},{_CONV}"},
+    "train": {_YNN_OPTION: _REDUCE},
     "sample": {_YNN_OPTION: f"{_REDUCE},{_CONV},{_DOT}"},
 }
 

@@ -160,7 +160,8 @@ def test_compiler_options_keep_the_values_of_convolutions_and_dots(program):
     ours = jax.jit(value_and_grad, compiler_options=options)(x, w, m)
     theirs = jax.jit(value_and_grad)(x, w, m)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+        # Float rounding of sums over 2,048 positions, on the scale of each array.
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(np.max(np.abs(b))))
     with pytest.raises(ValueError, match="`program` must be one of"):
         compiler_options("inference")
 
