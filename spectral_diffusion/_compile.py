@@ -65,11 +65,11 @@ class filter_jit:
     """`equinox.filter_jit(fn)` for the programs the library runs once per step or per
     batch: arrays are traced and every other leaf held static, as there, but a call
     from Python goes through `jax.jit` on the flat list of arrays, compiled with
-    [`compiler_options`][] for `program` (`"train"` or `"sample"`).
-    `equinox.filter_jit` partitions and recombines the whole
-    pytree in Python on every call and waits for the program to finish (to report
-    `equinox.error_if` failures): 12 ms of host time a call for the cpu preset's train
-    state, spent while the cores waited. Here a call flattens the arguments once and
+    [`compiler_options`][] for `program` (`"train"` or `"sample"`). `equinox.filter_jit`
+    partitions and recombines the whole pytree in Python on every call and waits for
+    the program to finish (to report `equinox.error_if` failures): 12 ms of host time a
+    call for the cpu preset's train state, spent while the cores waited. Here a call
+    flattens the arguments once and
     returns when JAX's call does: at once for a program without host callbacks, at its
     end for one with them, such as the train step with its `equinox.error_if` input
     checks (JAX runs those synchronously on CPU). A failed check is raised as
