@@ -69,14 +69,13 @@ class filter_jit:
     partitions and recombines the whole pytree in Python on every call and waits for
     the program to finish (to report `equinox.error_if` failures): 12 ms of host time a
     call for the cpu preset's train state, spent while the cores waited. Here a call
-    flattens the arguments once and
-    returns when JAX's call does: at once for a program without host callbacks, at its
-    end for one with them, such as the train step with its `equinox.error_if` input
-    checks (JAX runs those synchronously on CPU). A failed check is raised as
-    `equinox.EquinoxRuntimeError` with the check's message, as `equinox.filter_jit`
-    raises it. A call from inside a user's `jit` (traced arguments), or with static
-    leaves that cannot be hashed, takes `equinox.filter_jit` (compiler options apply
-    only at the top level).
+    flattens the arguments once and returns when JAX's call does: at once for a program
+    without host callbacks, at its end for one with them, such as the train step with
+    its `equinox.error_if` input checks (JAX runs those synchronously on CPU). A failed
+    check is raised as `equinox.EquinoxRuntimeError` with the check's message, as
+    `equinox.filter_jit` raises it. A call from inside a user's `jit` (traced
+    arguments), or with static leaves that cannot be hashed, takes `equinox.filter_jit`
+    (compiler options apply only at the top level).
     """
 
     def __init__(self, fn: Callable, program: str = "train"):
