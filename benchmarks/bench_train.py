@@ -20,8 +20,13 @@ many cores, PyTorch with `torch.set_num_threads`):
 Every worker first calls `spectral_diffusion.train.keep_host_memory()`, as `train()`
 does on CPU (`--allocator system` keeps glibc's defaults, for both peers alike).
 
-Prints img/s, ratios (this library over each peer) and whether the targets hold:
-training >= 1.2x the port at 2 threads and >= 1.0x at 1 thread, sampling >= 1.4x.
+The workers run in --rounds interleaved rounds (3 by default; each round runs every
+peer once at each thread count, in an order rotated from round to round), since a
+process's speed drifts by 5-10% from one process to the next, PyTorch's as much as
+JAX's. Prints img/s (the median over rounds), ratios (this library over each peer:
+the median over rounds of the ratio within a round, with its lowest and highest) and
+whether the targets hold on the median ratio: training >= 1.2x the port at 2 threads
+and >= 1.0x at 1 thread, sampling >= 1.4x.
 Medians of --repeats timings after 2 warm-up steps (DDIM: of --sample-repeats after
 --sample-warmup calls, for every peer: a process's first sampling calls after training
 ran up to 10% slower than its later ones, see the Benchmarks page).
@@ -32,6 +37,7 @@ import functools
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -187,12 +193,48 @@ def _run(which: str, threads: int, args) -> dict:
     return json.loads(line.removeprefix("RESULT "))
 
 
+def _rounds(args) -> dict:
+    """Every worker, `args.rounds` times, in interleaved rounds (each round runs every
+    peer once at each thread count, the peers' order rotated from round to round): a
+    process's speed drifts by 5-10% from one process to the next, for PyTorch as for
+    JAX, so one process per peer can flip a verdict. Returns `{(peer, threads): [one
+    result per round]}`."""
+    from tqdm import tqdm
+
+    runs = {(w, n): [] for n in args.threads for w in IMPLEMENTATIONS}
+    order = [(r, n) for r in range(args.rounds) for n in args.threads]
+    with tqdm(total=len(runs) * args.rounds, desc="bench_train workers") as bar:
+        for r, n in order:
+            shift = r % len(IMPLEMENTATIONS)
+            for w in IMPLEMENTATIONS[shift:] + IMPLEMENTATIONS[:shift]:
+                bar.set_postfix_str(f"round {r + 1}, {w}, {n} thread(s)")
+                runs[w, n].append(_run(w, n, args))
+                bar.update()
+    return runs
+
+
+def _spread(values: list[float], fmt: str = ".2f") -> str:
+    """`median (min-max)` of one value per round; just the value for a single round."""
+    middle = format(statistics.median(values), fmt)
+    if len(values) == 1:
+        return middle
+    return f"{middle} ({format(min(values), fmt)}–{format(max(values), fmt)})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--sample-repeats", type=int, default=5)
     parser.add_argument("--sample-warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1])
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds of every worker; the table gives medians over rounds "
+        "(img/s: of each peer's rate; x port: of the ratio within each round) and the "
+        "ratios' range",
+    )
     parser.add_argument(
         "--allocator",
         choices=("kept", "system"),
@@ -206,17 +248,22 @@ def main() -> None:
     if args.worker:
         args.threads = args.threads[0]
         return _worker(args)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
 
     import jax
     import torch
 
-    results = {(w, n): _run(w, n, args) for n in args.threads for w in IMPLEMENTATIONS}
+    runs = _rounds(args)
+    rounds = "one round" if args.rounds == 1 else f"medians over {args.rounds} rounds"
     print(
         f"# bench_train — {platform.machine()}, {os.cpu_count()} cores, "
-        f"jax {jax.__version__}, torch {torch.__version__}, allocator {args.allocator}\n"
+        f"jax {jax.__version__}, torch {torch.__version__}, allocator {args.allocator}, "
+        f"{rounds}\n"
     )
-    params = {w: results[w, args.threads[0]]["params"] for w in IMPLEMENTATIONS}
-    batch = results["jax", args.threads[0]]["batch"]
+    first = {w: runs[w, args.threads[0]][0] for w in IMPLEMENTATIONS}
+    params = {w: first[w]["params"] for w in IMPLEMENTATIONS}
+    batch = first["jax"]["batch"]
     print(
         f"Parameters: this library {params['jax']:,}, PyTorch port {params['port']:,}, "
         f"diffusers UNet2DModel {params['diffusers']:,}; batch {batch} at 32 px.\n"
@@ -228,24 +275,32 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for n in args.threads:
         for kind, label in (("train", "train step"), ("sample", f"DDIM, NFE {NFE}")):
-            rate = {w: batch / results[w, n][kind] for w in IMPLEMENTATIONS}
-            ratio, ratio_unet = rate["jax"] / rate["port"], rate["jax"] / rate["diffusers"]
+            rates = {w: [batch / r[kind] for r in runs[w, n]] for w in IMPLEMENTATIONS}
+            ratios = [j / p for j, p in zip(rates["jax"], rates["port"])]
+            ratios_unet = [j / d for j, d in zip(rates["jax"], rates["diffusers"])]
+            rate = {w: statistics.median(v) for w, v in rates.items()}
             target = TARGETS[kind, n]
-            verdict = "met" if ratio >= target else "**not met**"
+            verdict = "met" if statistics.median(ratios) >= target else "**not met**"
             print(
                 f"| {n} | {label} | {rate['jax']:.1f} img/s | {rate['port']:.1f} img/s | "
-                f"{rate['diffusers']:.1f} img/s | {ratio:.2f} | {ratio_unet:.2f} | "
-                f"≥ {target} {verdict} |"
+                f"{rate['diffusers']:.1f} img/s | {_spread(ratios)} | {_spread(ratios_unet)} "
+                f"| ≥ {target} {verdict} |"
             )
     print()
+    if args.rounds > 1:
+        print(
+            "(img/s: the median over rounds of each peer's rate; × port and × UNet2DModel: "
+            "the median, lowest and highest over rounds of the ratio within one round.)\n"
+        )
     for n in args.threads:
-        jax_result = results["jax", n]
+        results = runs["jax", n]
+        overhead = [r["program"] / r["bare"] for r in results]
         print(
             f"Sampler at {n} thread(s): one program on the whole batch "
-            f"{jax_result['program'] * 1e3:.0f} ms, bare lax.scan "
-            f"{jax_result['bare'] * 1e3:.0f} ms, overhead ratio "
-            f"{jax_result['program'] / jax_result['bare']:.3f} (target <= 1.10); "
-            f"the suite's call (slices, on host threads) {jax_result['sample'] * 1e3:.0f} ms"
+            f"{_spread([r['program'] * 1e3 for r in results], '.0f')} ms, bare lax.scan "
+            f"{_spread([r['bare'] * 1e3 for r in results], '.0f')} ms, overhead ratio "
+            f"{_spread(overhead, '.3f')} (target <= 1.10); the suite's call (slices, on "
+            f"host threads) {_spread([r['sample'] * 1e3 for r in results], '.0f')} ms"
         )
 
 
