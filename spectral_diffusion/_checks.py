@@ -26,15 +26,35 @@ def concrete_bool(pred: Bool[ArrayLike, ""]) -> bool | None:
 def fail_if(x: ArrayLike, pred: Bool[ArrayLike, ""], message: str) -> ArrayLike:
     """Raise `ValueError(message)` if `pred` holds, at trace time when possible.
 
-    Returns `x` unchanged when `pred` is concrete, or threaded through
-    `equinox.error_if` when it is traced so that the check cannot be optimised away.
+    Returns `x` unchanged when `pred` is concrete. When it is traced, `x` comes back
+    tied to an `equinox.error_if` check so that the check cannot be optimised away.
     """
     known = concrete_bool(pred)
     if known is None:
-        return eqx.error_if(x, pred, message)
+        return _tied(x, pred, message)
     if known:
         raise ValueError(message)
     return x
+
+
+def _tied(x: ArrayLike, pred: Bool[ArrayLike, ""], message: str) -> Array:
+    """`x`, bit for bit, computed after an `equinox.error_if` check of `pred`.
+
+    The check threads a scalar zero, not `x`, and `x` gets that zero added: negative
+    zero for floating `x`, the one value whose sum leaves every float as it was, -0.0
+    and NaN included (subnormals aside, on backends that flush them to zero, as
+    XLA:CPU does in every operation). Threading `x` itself through the check's `lax.cond` would put
+    all of `x` on one device under `jax.sharding`: XLA places a conditional holding a
+    host callback on device 0, so a batch-sharded `x` was gathered there and split
+    again on every call (XLA warned of an "involuntary full rematerialization"); a
+    scalar costs one broadcast. It also spares the copy of `x` the conditional wrote.
+    (`equinox`'s `EQX_ON_ERROR=nan` still makes `x` NaN: the zero becomes NaN.)
+    """
+    x = jnp.asarray(x)
+    if x.dtype == jnp.bool_:
+        return x | eqx.error_if(jnp.zeros((), jnp.bool_), pred, message)
+    zero = -0.0 if jnp.issubdtype(x.dtype, jnp.inexact) else 0
+    return x + eqx.error_if(jnp.asarray(zero, x.dtype), pred, message)
 
 
 def check_finite(x: ArrayLike, name: str) -> Array:

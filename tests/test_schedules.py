@@ -166,3 +166,35 @@ def test_construction_errors(build, match):
 def test_piecewise_linear_checks_traced_knots():
     with pytest.raises(RUNTIME_ERRORS, match="strictly decreasing"):
         jax.block_until_ready(jax.jit(lambda k: sd.PiecewiseLinear(k).knots)(jnp.array([1.0, 2.0])))
+
+
+def test_traced_checks_keep_values_bit_for_bit_and_a_sharded_batch_sharded(capfd):
+    # The traced checks tie their argument to a scalar check (`_checks._tied`): the
+    # values come back bit for bit (-0.0, inf and NaN included; subnormals are flushed
+    # to zero by XLA:CPU, as by any operation there), and batch-sharded knots
+    # stay sharded instead of being gathered onto device 0, where XLA puts the check's
+    # host callback (it then warns of an "involuntary full rematerialization").
+    edge = jnp.array([-0.0, 0.0, jnp.inf, -jnp.inf, jnp.nan, 1e-30, -3.5], jnp.float32)
+    from spectral_diffusion._checks import fail_if
+
+    out = jax.jit(lambda x: fail_if(x, jnp.any(x == 7.0), "seven"))(edge)
+    np.testing.assert_array_equal(np.asarray(out).view(np.uint32), np.asarray(edge).view(np.uint32))
+    with pytest.raises(RUNTIME_ERRORS, match="seven"):
+        jax.block_until_ready(jax.jit(lambda x: fail_if(x, jnp.any(x == 7.0), "seven"))(edge + 7))
+
+    devices = jax.devices()[:4]
+    mesh = jax.sharding.Mesh(np.array(devices), ("data",))
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    knots = jax.device_put(jnp.asarray(random_knots(1, (len(devices) * 2, 8))), split)
+    t = jnp.full((len(knots),), 0.3)
+    logsnr = jax.jit(
+        lambda k, t: sd.PiecewiseLinear(2.0 * k).logsnr(t),
+        in_shardings=(split, split),
+        out_shardings=split,
+    )
+    capfd.readouterr()
+    got = jax.block_until_ready(logsnr(knots, t))
+    assert "rematerialization" not in capfd.readouterr().err
+    assert got.sharding.is_equivalent_to(split, 1)
+    want = jax.vmap(lambda k, t: sd.PiecewiseLinear(2.0 * k).logsnr(t))(np.asarray(knots), t)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
