@@ -43,17 +43,21 @@ def _tied(x: ArrayLike, pred: Bool[ArrayLike, ""], message: str) -> Array:
     The check threads a scalar zero, not `x`, and `x` gets that zero added: negative
     zero for floating `x`, the one value whose sum leaves every float as it was, -0.0
     and NaN included (subnormals aside, on backends that flush them to zero, as
-    XLA:CPU does in every operation). Threading `x` itself through the check's `lax.cond` would put
-    all of `x` on one device under `jax.sharding`: XLA places a conditional holding a
-    host callback on device 0, so a batch-sharded `x` was gathered there and split
-    again on every call (XLA warned of an "involuntary full rematerialization"); a
-    scalar costs one broadcast. It also spares the copy of `x` the conditional wrote.
-    (`equinox`'s `EQX_ON_ERROR=nan` still makes `x` NaN: the zero becomes NaN.)
+    XLA:CPU does in every operation). Threading `x` itself through the check's
+    `lax.cond` would put all of `x` on one device under `jax.sharding`: XLA places a
+    conditional holding a host callback on device 0, so a batch-sharded `x` was
+    gathered there and split again on every call (XLA warned of an "involuntary full
+    rematerialization"); a scalar costs one broadcast. It also spares the copy of `x`
+    the conditional wrote. (Under `EQX_ON_ERROR=nan` a floating `x` still becomes
+    NaN: the zero does.)
     """
     x = jnp.asarray(x)
     if x.dtype == jnp.bool_:
         return x | eqx.error_if(jnp.zeros((), jnp.bool_), pred, message)
-    zero = -0.0 if jnp.issubdtype(x.dtype, jnp.inexact) else 0
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        zero = complex(-0.0, -0.0)
+    else:
+        zero = -0.0 if jnp.issubdtype(x.dtype, jnp.floating) else 0
     return x + eqx.error_if(jnp.asarray(zero, x.dtype), pred, message)
 
 
