@@ -9,6 +9,7 @@ from helpers import INVERSE_ATOL, RUNTIME_ERRORS, assert_strictly_decreasing, tr
 from hypothesis import given, strategies as st
 
 import spectral_diffusion as sd
+from spectral_diffusion._checks import fail_if
 
 
 def random_knots(seed: int, shape) -> np.ndarray:
@@ -175,8 +176,6 @@ def test_traced_checks_keep_values_bit_for_bit_and_a_sharded_batch_sharded(capfd
     # stay sharded instead of being gathered onto device 0, where XLA puts the check's
     # host callback (it then warns of an "involuntary full rematerialization").
     edge = jnp.array([-0.0, 0.0, jnp.inf, -jnp.inf, jnp.nan, 1e-30, -3.5], jnp.float32)
-    from spectral_diffusion._checks import fail_if
-
     out = jax.jit(lambda x: fail_if(x, jnp.any(x == 7.0), "seven"))(edge)
     np.testing.assert_array_equal(np.asarray(out).view(np.uint32), np.asarray(edge).view(np.uint32))
     with pytest.raises(RUNTIME_ERRORS, match="seven"):
