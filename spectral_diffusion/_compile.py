@@ -178,10 +178,11 @@ def host_slices(batch: int) -> tuple[int, int]:
     """`(slices, threads)` for `in_threads` on a batch of `batch` examples: `threads`
     from [`host_threads`][], and the batch cut into the most slices of at least 8
     examples that divide it evenly among the threads, each thread running its share in
-    turn. On one core the Reproduce sampler (DDIM, NFE 32, batch 32) took 1892 ms in one
-    program, 1845 ms in two slices and 1819 ms in four, one after another; on two cores
-    two and four slices took the same (see the Benchmarks page). `(1, 1)` on
-    accelerators and over several devices."""
+    turn. The Reproduce sampler (DDIM, NFE 32, batch 32, its compiler options) on one
+    core took 1835 ms in one program, 1778 ms in two slices and 1774 ms in four, one
+    after another (another process: 1873, 1860 and 1899 ms; slices are no loss), and on
+    two cores 959 ms in two slices and 958 ms in four, against 1501 ms for one program
+    (see the Benchmarks page). `(1, 1)` on accelerators and over several devices."""
     threads = host_threads(batch)
     counts = [n for n in range(batch // 8, 0, -1) if n % threads == 0]
     return _slice_count(batch, counts), threads
