@@ -183,3 +183,42 @@ def test_batch_loss_in_groups_is_the_same_loss(getkey):
         assert tree_allclose(whole, split, rtol=1e-6)
     with pytest.raises(ValueError, match="`groups` 3 must divide the batch size 4"):
         sd.batch_loss(sd.VLoss(), denoiser, sd.Cosine(), x, labels, key=key, groups=3)
+
+
+def test_batch_loss_groups_the_uvit_transformer_and_keeps_whole_batch_convolutions(getkey):
+    """The U-ViT computes only its transformer in groups (its convolutions see the whole
+    batch); a network without such a section gets the whole per-example loss in
+    groups. The U-ViT's loss and gradients are those of one batch-wide computation,
+    also under an outer `jax.vmap` of the gradient."""
+    x = jnp.clip(jax.random.normal(getkey(), (4, *SHAPE)), -1, 1)
+    labels = jnp.array([0, 1, 2, 0])
+    schedule = sd.spectral_schedule(sd.rapsd(x))
+
+    def loss(denoiser, key, groups):
+        return sd.batch_loss(
+            sd.VLoss(), denoiser, schedule, x, labels, key=key, num_classes=3, groups=groups
+        )
+
+    def count(denoiser, key, groups, op):
+        jaxpr = jax.make_jaxpr(lambda k: eqx.filter_grad(loss)(denoiser, k, groups))(key)
+        return str(jaxpr).count(f" {op}[")
+
+    key = getkey()
+    for name, net in nets(getkey()).items():
+        denoiser = sd.Denoiser(net)
+        convs = [count(denoiser, key, g, "conv_general_dilated") for g in (1, 2)]
+        dots = [count(denoiser, key, g, "dot_general") for g in (1, 2)]
+        assert dots[1] > dots[0], name
+        # The U-ViT: whole-batch convolutions; the U-Net: the whole loss in two groups.
+        assert convs[1] == (convs[0] if name == "uvit" else 2 * convs[0]), name
+
+    denoiser = sd.Denoiser(perturb(nets(getkey())["uvit"], getkey()))
+    value_and_grad = eqx.filter_jit(eqx.filter_value_and_grad(loss))
+    whole, split = value_and_grad(denoiser, key, 1), value_and_grad(denoiser, key, 2)
+    assert tree_allclose(whole, split, rtol=1e-5, atol=1e-6)
+    keys = jax.random.split(getkey(), 2)
+    per_key = eqx.filter_jit(eqx.filter_vmap(value_and_grad, in_axes=(None, 0, None)))
+    stacked = per_key(denoiser, keys, 2)
+    for i in range(2):
+        one = jax.tree.map(lambda a: a[i], stacked)
+        assert tree_allclose(one, value_and_grad(denoiser, keys[i], 1), rtol=1e-5, atol=1e-6)

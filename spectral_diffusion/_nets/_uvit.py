@@ -2,12 +2,14 @@
 resolution, with FiLM conditioning in every block."""
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._compile import grouped
 from ._blocks import (
     ConditionEmbedding,
     Conditioning,
@@ -62,6 +64,15 @@ class TransformerBlock(eqx.Module):
         return tokens + self.dropout(h, key=key, inference=key is None)
 
 
+def _transformer_section(parts: tuple, h, embedding, key):
+    """The U-ViT's bottom: `h` as tokens through the transformer, back as a residual."""
+    to_tokens, position, transformer, from_tokens = parts
+    tokens = dense(to_tokens, h.reshape(-1, h.shape[-1])) + position
+    for block, block_key in zip(transformer, split_key(key, len(transformer))):
+        tokens = gradient_barrier(block(tokens, embedding, key=block_key))
+    return h + dense(from_tokens, tokens).reshape(h.shape)
+
+
 class UViT(eqx.Module):
     r"""U-ViT on one `(C, H, W)` image, conditioned on $(y, \lambda_t, \lambda_0, \lambda_1)$.
 
@@ -81,6 +92,9 @@ class UViT(eqx.Module):
     up: list
     head: OutputHead
     num_res_blocks: int = eqx.field(static=True)
+    # `batch_loss` computes this network's `grouped` section in groups, not the whole
+    # per-example loss.
+    _groups_inside: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -144,10 +158,15 @@ class UViT(eqx.Module):
                 skips.append(h)
             if stage < stages - 1:
                 h = downsample(h)
-        tokens = dense(self.to_tokens, h.reshape(-1, h.shape[-1])) + self.position
-        for block, block_key in zip(self.transformer, split_key(key, len(self.transformer))):
-            tokens = gradient_barrier(block(tokens, embedding, key=block_key))
-        h = h + dense(self.from_tokens, tokens).reshape(h.shape)
+        # The transformer is the section a training batch computes in groups on CPU
+        # (`grouped`); the convolutions keep the whole batch.
+        h = grouped(
+            _transformer_section,
+            (self.to_tokens, self.position, self.transformer, self.from_tokens),
+            h,
+            embedding,
+            key,
+        )
         for stage in range(stages):
             for i in range(self.num_res_blocks):
                 block = self.up[stage * self.num_res_blocks + i]
