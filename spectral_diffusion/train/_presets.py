@@ -60,12 +60,13 @@ def _imagenet(resolution: int, bias: float, stages: tuple[int, ...]) -> TrainCon
 
 #: Training presets by name: `cpu`, `imagenet128`, `imagenet256`, `imagenet512`.
 PRESETS: dict[str, TrainConfig] = {
-    # Measured on the 2-core CI machine (batch 32 at 32 px, one train step): this
-    # 1.3M-parameter U-ViT 113 img/s (136-152 after the speed work, measured by
-    # benchmarks/bench_train.py); 2-stage (32, 64) U-ViT 38; a 1.4M U-Net with
-    # base 32, mults (1, 2, 2) 65. Convolutions at full resolution dominate on CPU, so
-    # the preset pushes the work into the transformer on 8 x 8 tokens: 2000 steps in
-    # about 10 minutes.
+    # Measured on the 2-core CI machine (batch 32 at 32 px, one train step), when the
+    # preset was chosen: this 1.3M-parameter U-ViT 113 img/s; 2-stage (32, 64) U-ViT
+    # 38; a 1.4M U-Net with base 32, mults (1, 2, 2) 65. Convolutions at full
+    # resolution dominate on CPU, so the preset pushes the work into the transformer on
+    # 8 x 8 tokens. After the speed work (issue 13) benchmarks/bench_train.py measures
+    # 213 img/s at 2 threads, and its 2000 steps took 388 s from the command line
+    # (the Training page's presets table).
     "cpu": TrainConfig(
         data=DataConfig(
             source="builtin_patches", image_size=32, batch_size=32, patches_per_image=256

@@ -150,8 +150,8 @@ class Recipe:
     ) -> Float[Array, ""]:
         """The loss the train step differentiates: [`spectral_diffusion.batch_loss`][]
         with the recipe's loss, proposal and label dropout, on one CPU device computed
-        in independent groups of the batch (same value, faster: see the Benchmarks
-        page)."""
+        in independent groups of the batch (for the U-ViT only its transformer; same
+        value, faster: see the Benchmarks page)."""
         return batch_loss(
             self.loss,
             denoiser,

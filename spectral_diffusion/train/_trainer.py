@@ -46,7 +46,8 @@ def make_train_step(recipe: Recipe, num_classes: int) -> Callable:
     """The jitted step `(state, images, labels, key) -> (state, metrics)`: each batch's
     schedules (`recipe.schedule_for(images)`), the loss under the recipe's proposal, its
     gradient, the optimiser update and the EMA, in one XLA program. On one CPU device the
-    batch's losses are computed in independent groups and the program is compiled with
+    batch's losses are computed in independent groups (for the U-ViT only its
+    transformer, its convolutions on the whole batch) and the program is compiled with
     XLA's own convolutions and dots rather than YNNPACK's (the same values up to float
     rounding, faster: see the Benchmarks page). In a loop of your own on CPU, call
     [`spectral_diffusion.train.keep_host_memory`][] first, as `train` does."""
