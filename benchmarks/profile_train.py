@@ -7,7 +7,9 @@
    batch's schedules and noise levels, the loss (network forward), the loss and its
    gradient (forward + backward), the optimiser update, the EMA, and the whole step;
    and the host work between steps: the img/s `spectral_diffusion.train.train`
-   logs over 20 steps (data, transfers, the divergence watch) against the step alone.
+   logs over 20 steps (data, transfers, the divergence watch) against the step alone,
+   and those pieces of `train`'s loop timed alone, each with the objects `train`
+   builds for it.
 2. Per-op times of the whole step from a `jax.profiler` trace, joined with the
    compiled HLO: forward (`jvp`) vs backward (`transpose`), by kind of op, by JAX
    operation, and by the library function (layer) whose code traced each kernel.
@@ -16,6 +18,7 @@
 import argparse
 import collections
 import gzip
+import itertools
 import json
 import re
 import sys
@@ -31,11 +34,13 @@ from _timing import median_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from spectral_diffusion import data as data_lib  # noqa: E402
 from spectral_diffusion._compile import filter_jit  # noqa: E402
 from spectral_diffusion._proposals import noise_levels  # noqa: E402
 from spectral_diffusion.train import (  # noqa: E402
     PRESETS,
     Recipe,
+    _trainer,
     data_source,
     init_state,
     keep_host_memory,
@@ -53,6 +58,7 @@ def setup() -> SimpleNamespace:
     batch = config.data.batch_size
     return SimpleNamespace(
         config=config,
+        source=source,
         recipe=recipe,
         classes=classes,
         batch=batch,
@@ -94,12 +100,33 @@ def parts(run: SimpleNamespace, repeats: int) -> dict[str, float]:
 
     ema_params = eqx.filter(state.ema, eqx.is_array)
     forward = filter_jit(loss)
+
+    # train()'s loop, piece by piece, with the objects train() builds for it.
+    config_data = config.data
+    batches = data_lib.training_batches(run.source, batch, seed=config.seed, flip=config_data.flip)
+    split = data_lib.batch_sharding(data_lib.data_mesh())
+    numbers = itertools.count()
+    host_batch = batches[0]
+    base_key, step_key = jax.random.key(1), jax.jit(jax.random.fold_in)
+    health, watch = jnp.array([-1, 0], jnp.int32), _trainer._watch_program()
+    _, metrics = step(state, images, labels, key)
+
+    def transfers():
+        return [
+            jax.make_array_from_process_local_data(split, host_batch[name])
+            for name in ("image", "label")
+        ]
+
     timed = {
         "schedules and noise levels": lambda: schedules(images, key),
         "loss (network forward)": lambda: forward(state.denoiser, images, labels, key),
         "loss + gradient": lambda: grad(state.denoiser, images, labels, key),
         "optimiser update": lambda: optimiser(grads, state.opt_state, params),
         "EMA": lambda: ema(ema_params, params),
+        "loop: the batch from the data pipeline": lambda: batches[next(numbers)],
+        "loop: its transfer to the device": transfers,
+        "loop: the step's key": lambda: step_key(base_key, next(numbers)),
+        "loop: the divergence watch": lambda: watch(health, jnp.int32(1), metrics, state.denoiser),
         "whole step": lambda: step(state, images, labels, key),
     }
     out = {name: median_seconds(fn, repeats=repeats) for name, fn in timed.items()}
@@ -206,6 +233,9 @@ def print_parts(timings: dict[str, float]) -> None:
         "EMA": timings["EMA"],
         "host work between steps (train() per step - step)": timings["train() per step"] - step,
     }
+    rows.update(
+        {f"  (train()'s loop alone: {k[6:]})": v for k, v in timings.items() if k[:6] == "loop: "}
+    )
     for name, seconds in rows.items():
         print(f"| {name} | {seconds * 1e3:.1f} ms | {seconds / step:.0%} |")
     print(f"| whole step (one XLA program) | {step * 1e3:.1f} ms | 100% |")
