@@ -65,8 +65,8 @@ PRESETS: dict[str, TrainConfig] = {
     # 38; a 1.4M U-Net with base 32, mults (1, 2, 2) 65. Convolutions at full
     # resolution dominate on CPU, so the preset pushes the work into the transformer on
     # 8 x 8 tokens. After the speed work (issue 13) benchmarks/bench_train.py measures
-    # 213 img/s at 2 threads, and its 2000 steps took 379 s from the command line
-    # (the Training page's presets table).
+    # 203-213 img/s at 2 threads (three runs), and its 2000 steps took 379 s from the
+    # command line (the Training page's presets table).
     "cpu": TrainConfig(
         data=DataConfig(
             source="builtin_patches", image_size=32, batch_size=32, patches_per_image=256
