@@ -102,8 +102,7 @@ def parts(run: SimpleNamespace, repeats: int) -> dict[str, float]:
     forward = filter_jit(loss)
 
     # train()'s loop, piece by piece, with the objects train() builds for it.
-    config_data = config.data
-    batches = data_lib.training_batches(run.source, batch, seed=config.seed, flip=config_data.flip)
+    batches = data_lib.training_batches(run.source, batch, seed=config.seed, flip=config.data.flip)
     split = data_lib.batch_sharding(data_lib.data_mesh())
     numbers = itertools.count()
     host_batch = batches[0]
